@@ -1,0 +1,55 @@
+"""Typed errors: every one names the bad value and says how to fix it."""
+
+from __future__ import annotations
+
+
+class DifftechError(Exception):
+    """Base class for every error difftech_lab raises on purpose."""
+
+
+class InvalidArgumentError(DifftechError, ValueError):
+    """An argument has a value the technique cannot use (size, strength, range …)."""
+
+
+class UnknownNameError(InvalidArgumentError, KeyError):
+    """A name (sampler, schedule, parameterisation …) is not one we know."""
+
+    def __init__(self, kind: str, name: str, known):
+        known = sorted(known)
+        super().__init__(f"unknown {kind} {name!r}; choose one of: {', '.join(known)}")
+        self.kind, self.name, self.known = kind, name, known
+
+    def __str__(self) -> str:  # KeyError would otherwise wrap the message in quotes
+        return self.args[0]
+
+
+class ShapeError(InvalidArgumentError):
+    """An image, mask or latent has the wrong shape for the call."""
+
+
+class NumericalError(DifftechError, FloatingPointError):
+    """NaN or inf appeared during sampling (fp16 overflow, a bad schedule …)."""
+
+
+class ModelLoadError(DifftechError, OSError):
+    """A model folder or file is missing, incomplete or corrupt."""
+
+
+class BundledModelMissingError(ModelLoadError):
+    """The bundled tiny model is not installed with the package."""
+
+
+class UnsafeCheckpointError(ModelLoadError):
+    """A pickled checkpoint was refused because it can run arbitrary code when loaded."""
+
+
+class PromptSyntaxError(DifftechError, ValueError):
+    """Malformed prompt syntax, raised instead of a warning when ``strict=True``."""
+
+
+class PromptSyntaxWarning(UserWarning):
+    """Malformed prompt syntax that was read the way A1111 reads it."""
+
+
+class CancelledError(DifftechError):
+    """A run was stopped by ``Session.cancel()`` or KeyboardInterrupt."""
