@@ -1,0 +1,187 @@
+"""Loading models: diffusers folders, hub ids, single-file checkpoints, the bundled model."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import BundledModelMissingError, InvalidArgumentError, ModelLoadError, UnsafeCheckpointError
+from .parameterization import ModelSampling, model_sampling_from_config
+
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "bundled" / "tiny-shapes"
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+@dataclass
+class ModelBundle:
+    """The components of one text-to-image model, on one device, plus what the spine needs to drive them."""
+
+    name: str
+    source: str
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    tokenizers: list
+    text_encoders: list
+    scheduler_config: dict
+    model_sampling: ModelSampling
+    device: torch.device
+    dtype: torch.dtype
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def is_sdxl(self) -> bool:
+        return len(self.text_encoders) == 2
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.latent_channels)
+
+    @property
+    def size_multiple(self) -> int:
+        """Pixel sizes must be multiples of this: the VAE factor times the UNet's total downsampling."""
+        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        side = int(self.unet.config.sample_size) * self.vae_scale_factor
+        return side, side
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise InvalidArgumentError(f"device {device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from err
+
+
+def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
+    """fp16 on CUDA (bf16 where the GPU has it is the caller's choice), fp32 on the CPU."""
+    if dtype in (None, "auto"):
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise InvalidArgumentError(f"dtype {dtype!r} is not a floating torch dtype; use 'auto', torch.float32, "
+                                   "torch.float16 or torch.bfloat16")
+    return dtype
+
+
+def _component_class(library: str, class_name: str):
+    try:
+        return getattr(importlib.import_module(library), class_name)
+    except (ImportError, AttributeError) as err:
+        raise ModelLoadError(f"model_index.json names {library}.{class_name}, which this environment does not "
+                             f"have; upgrade {library}") from err
+
+
+def _load_component(folder: Path, name: str, spec, device, dtype):
+    library, class_name = spec
+    cls = _component_class(library, class_name)
+    sub = folder / name
+    if not sub.is_dir():
+        raise ModelLoadError(f"model folder {folder} is incomplete: component folder {name!r} is missing; "
+                             "re-download or re-save the model")
+    try:
+        if "Tokenizer" in class_name:
+            return cls.from_pretrained(sub)
+        kwargs = {"torch_dtype": dtype} if "Scheduler" not in class_name else {}
+        module = cls.from_pretrained(sub, **kwargs)
+    except Exception as err:  # every loader error becomes one typed error naming the component
+        raise ModelLoadError(f"could not load {name!r} ({class_name}) from {sub}: {err}. The folder may be "
+                             "corrupt or incomplete; re-download or re-save the model") from err
+    return module.to(device).eval() if isinstance(module, torch.nn.Module) else module
+
+
+def load_folder(folder: str | os.PathLike, device="auto", dtype="auto", name: str | None = None) -> ModelBundle:
+    """Load a diffusers pipeline folder (``model_index.json`` with unet, vae, tokenizer(s), text encoder(s))."""
+    folder = Path(folder)
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise ModelLoadError(f"{folder} is not a diffusers model folder: model_index.json is missing; give the "
+                             "folder that save_pretrained wrote, or a hub id")
+    try:
+        index = json.loads(index_file.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelLoadError(f"{index_file} is not valid JSON ({err}); re-download or re-save the model") from err
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    missing = [c for c in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not index.get(c)]
+    if missing:
+        raise ModelLoadError(f"{index_file} lacks the components {missing}; difftech_lab needs a UNet text-to-image "
+                             "pipeline (SD 1.x, SD 2.x, SDXL)")
+    parts = {}
+    for part in ("unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"):
+        if index.get(part) and index[part][0] is not None:
+            parts[part] = _load_component(folder, part, index[part], device, dtype)
+    if dtype == torch.float16 and getattr(parts["vae"].config, "force_upcast", True):
+        parts["vae"].to(torch.float32)  # the SD VAE overflows in fp16 (diffusers' force_upcast)
+    scheduler_file = folder / "scheduler" / "scheduler_config.json"
+    if not scheduler_file.is_file():
+        raise ModelLoadError(f"model folder {folder} is incomplete: scheduler/scheduler_config.json is missing")
+    scheduler_config = json.loads(scheduler_file.read_text())
+    encoders = [parts["text_encoder"]] + ([parts["text_encoder_2"]] if "text_encoder_2" in parts else [])
+    tokenizers = [parts["tokenizer"]] + ([parts["tokenizer_2"]] if "tokenizer_2" in parts else [])
+    return ModelBundle(
+        name=name or folder.name, source=str(folder), unet=parts["unet"], vae=parts["vae"], tokenizers=tokenizers,
+        text_encoders=encoders, scheduler_config=scheduler_config,
+        model_sampling=model_sampling_from_config(scheduler_config), device=device, dtype=dtype,
+    )
+
+
+def load_pretrained(id_or_path: str | os.PathLike, device="auto", dtype="auto", **hub_options) -> ModelBundle:
+    """A local diffusers folder, or a hub id fetched (or found in the cache) with huggingface_hub."""
+    path = Path(id_or_path).expanduser()
+    if path.exists():
+        return load_folder(path, device, dtype)
+    if os.sep in str(id_or_path) and str(id_or_path).count("/") > 1:
+        raise ModelLoadError(f"model folder {id_or_path} does not exist")
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = snapshot_download(str(id_or_path), allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"],
+                                  **hub_options)
+    except Exception as err:
+        raise ModelLoadError(
+            f"could not fetch {id_or_path!r} from the hub ({type(err).__name__}: {err}). Offline, download it "
+            "first (huggingface-cli download ID) or pass a local folder") from err
+    return load_folder(local, device, dtype, name=str(id_or_path))
+
+
+def load_single_file(path: str | os.PathLike, device="auto", dtype="auto", *, allow_pickle: bool = False,
+                     config: str | os.PathLike | None = None) -> ModelBundle:
+    """A single-file checkpoint (A1111/Civitai layout). ``config``: a diffusers folder or hub id for its configs."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelLoadError(f"checkpoint {path} does not exist")
+    if path.suffix in PICKLE_SUFFIXES and not allow_pickle:
+        raise UnsafeCheckpointError(
+            f"{path.name} is a pickled checkpoint: loading a pickle can run arbitrary code. Convert it to "
+            ".safetensors, or pass allow_pickle=True if you trust its source (it then loads with weights_only=True)")
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    from .single_file import convert_single_file
+
+    folder = convert_single_file(path, config=config, allow_pickle=allow_pickle)
+    bundle = load_folder(folder, device, dtype, name=path.stem)
+    bundle.source = str(path)
+    return bundle
+
+
+def bundled_model_path() -> Path:
+    """The folder of the bundled tiny-shapes model, or a typed error saying it is not installed."""
+    if not (BUNDLED_MODEL / "model_index.json").is_file():
+        raise BundledModelMissingError(
+            f"the bundled model is not installed at {BUNDLED_MODEL}. Reinstall difftech_lab, or train it with "
+            "`python -m difftech_lab.training`, or pass a model: Session.from_pretrained(PATH_OR_ID)")
+    return BUNDLED_MODEL
