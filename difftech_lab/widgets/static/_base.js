@@ -1,0 +1,74 @@
+// Shared front-end helpers, prepended to each widget's module by difftech_lab.widgets._base.load_esm.
+
+const TYPED = { uint8: Uint8Array, int32: Int32Array, float32: Float32Array, float64: Float64Array };
+
+// {data: DataView, shape, dtype} from the kernel -> {array, shape, dtype}; copies so the view is aligned.
+function decodeArray(v) {
+  if (!v || !v.data) return null;
+  const dv = v.data;
+  const bytes = dv.buffer.slice(dv.byteOffset, dv.byteOffset + dv.byteLength);
+  return { array: new TYPED[v.dtype](bytes), shape: Array.from(v.shape), dtype: v.dtype };
+}
+
+// A typed array -> the wire form the Python NDArray trait reads.
+function encodeArray(array, shape, dtype) {
+  return { data: new DataView(array.buffer.slice(0)), shape: Array.from(shape), dtype };
+}
+
+// PNG bytes (a DataView from a binary trait) -> an object URL, or "" when empty.
+function pngURL(dv) {
+  if (!dv || dv.byteLength === 0) return "";
+  return URL.createObjectURL(new Blob([dv], { type: "image/png" }));
+}
+
+function h(tag, attrs = {}, children = []) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "style") Object.assign(el.style, v);
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v);
+  }
+  for (const c of [].concat(children)) el.append(c);
+  return el;
+}
+
+// JupyterLab selects and drags cells on pointer events that reach the notebook: keep them here.
+function capturePointer(el) {
+  el.style.touchAction = "none";
+  el.style.userSelect = "none";
+  for (const type of ["pointerdown", "mousedown", "touchstart", "dragstart"]) {
+    el.addEventListener(type, (e) => { e.preventDefault(); e.stopPropagation(); });
+  }
+}
+
+// The banner that shows a Python-side exception (the `error` trait) inside the widget.
+function errorBanner(model) {
+  const el = h("div", { "data-testid": "error", class: "dtl-error",
+    style: { color: "#b00020", background: "#fdecea", padding: "4px 8px", fontFamily: "monospace",
+             fontSize: "12px", whiteSpace: "pre-wrap", display: "none" } });
+  const show = () => {
+    const msg = model.get("error") || "";
+    el.textContent = msg;
+    el.style.display = msg ? "block" : "none";
+  };
+  model.on("change:error", show);
+  show();
+  return el;
+}
+
+// Common root: data-testid, the error banner, and data-ready once the widget has drawn.
+function widgetRoot(el, model, testid) {
+  const root = h("div", { "data-testid": testid, class: "dtl-widget",
+    style: { fontFamily: "sans-serif", fontSize: "13px", display: "inline-block" } });
+  root.append(errorBanner(model));
+  el.append(root);
+  return root;
+}
+
+function markReady(root) { root.setAttribute("data-ready", "1"); }
+
+// Pointer position in the element's own pixel coordinates (element may be scaled by CSS).
+function localPoint(el, e, width, height) {
+  const r = el.getBoundingClientRect();
+  return [(e.clientX - r.left) * width / r.width, (e.clientY - r.top) * height / r.height];
+}
