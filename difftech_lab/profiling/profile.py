@@ -1,0 +1,205 @@
+"""Profile one generation with ``torch.profiler``: op table, per-step stage timeline, memory over time.
+
+The Session marks its stages with ``record_function("difftech/<stage>")`` ranges; :func:`profile_generation`
+calls ``prof.step()`` once per denoising step, and :class:`ProfileReport` reads the ranges and the allocator's
+``[memory]`` events back out of the Chrome trace, so the timeline, the memory curve and the file a user opens in
+Perfetto (https://ui.perfetto.dev) share one clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+STAGE_PREFIX = "difftech/"
+STAGES = ("encode_prompt", "step", "model", "guidance", "decode")  # the ranges the Session records
+MAX_MEMORY_SAMPLES = 2000  # enough for a smooth curve; a big model's trace holds far more allocator events
+
+
+@dataclass
+class OpRow:
+    """One row of the op table (``key_averages()``); times in µs, memory in bytes."""
+
+    name: str
+    calls: int
+    self_cpu_us: float
+    cpu_total_us: float
+    self_cpu_memory: int
+    cpu_memory: int
+    self_device_us: float = 0.0
+    device_total_us: float = 0.0
+    self_device_memory: int = 0
+
+
+@dataclass
+class StageSpan:
+    """One ``difftech/<stage>`` range: ``self_ms`` excludes the difftech ranges nested inside it."""
+
+    stage: str
+    step: int | None
+    start_ms: float
+    duration_ms: float
+    self_ms: float
+
+
+@dataclass
+class MemorySample:
+    """Bytes allocated on ``device`` just after an allocator event at ``t_ms``."""
+
+    t_ms: float
+    allocated: int
+    device: str
+
+
+@dataclass
+class ProfileReport:
+    """What a profiled generation produced; ``result`` is the generation's own Result."""
+
+    ops: list[OpRow]
+    spans: list[StageSpan]
+    memory: list[MemorySample]
+    steps: int
+    trace_json: bytes = field(repr=False)
+    result: Any = field(default=None, repr=False)
+
+    def timeline(self) -> list[dict]:
+        """One row per phase (``encode``, ``step 0`` …, ``decode``): start and exclusive ms per stage."""
+        rows: dict[str, dict] = {}
+        for s in self.spans:
+            label = _phase_label(s)
+            row = rows.setdefault(label, {"label": label, "step": s.step, "start_ms": s.start_ms, "stages": {}})
+            row["start_ms"] = min(row["start_ms"], s.start_ms)
+            row["stages"][s.stage] = row["stages"].get(s.stage, 0.0) + s.self_ms
+        return sorted(rows.values(), key=lambda r: r["start_ms"])
+
+    def to_dict(self) -> dict:
+        """Everything but the trace, JSON-able (what ProfilerView shows)."""
+        return {
+            "ops": [asdict(o) for o in self.ops],
+            "timeline": self.timeline(),
+            "memory": [asdict(m) for m in self.memory],
+            "steps": self.steps,
+        }
+
+    def export_chrome_trace(self, path: str | os.PathLike) -> str:
+        """Write the Chrome trace JSON (open it at https://ui.perfetto.dev or chrome://tracing)."""
+        with open(path, "wb") as f:
+            f.write(self.trace_json)
+        return os.fspath(path)
+
+    def export_tensorboard(self, log_dir: str | os.PathLike) -> str:
+        """Write the trace where TensorBoard's profiler plugin looks, named as ``tensorboard_trace_handler`` does."""
+        os.makedirs(log_dir, exist_ok=True)
+        name = f"{socket.gethostname()}_{os.getpid()}.{time.time_ns()}.pt.trace.json"
+        return self.export_chrome_trace(os.path.join(log_dir, name))
+
+    def __repr__(self) -> str:
+        return (f"ProfileReport(steps={self.steps}, ops={len(self.ops)}, spans={len(self.spans)}, "
+                f"memory_samples={len(self.memory)})")
+
+
+def profile_generation(session, *, profile_memory: bool = True, record_shapes: bool = False,
+                       with_stack: bool = False, **generate_kwargs) -> ProfileReport:
+    """Run ``session.generate(**generate_kwargs)`` under ``torch.profiler`` and read it back as a report."""
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    user_callback = generate_kwargs.pop("callback", None)
+    with profile(activities=activities, profile_memory=profile_memory, record_shapes=record_shapes,
+                 with_stack=with_stack) as prof:
+        def callback(event):
+            if user_callback is not None:
+                user_callback(event)
+            prof.step()
+
+        result = session.generate(callback=callback, **generate_kwargs)
+    return report_from_profiler(prof, result)
+
+
+def report_from_profiler(prof, result=None) -> ProfileReport:
+    """Build a :class:`ProfileReport` from a finished ``torch.profiler.profile``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path, "rb") as f:
+            trace_json = f.read()
+    events = json.loads(trace_json)["traceEvents"]
+    spans, memory = _spans_and_memory(events)
+    steps = sum(1 for s in spans if s.stage == "step")
+    return ProfileReport(ops=_op_rows(prof), spans=spans, memory=memory, steps=steps,
+                         trace_json=trace_json, result=result)
+
+
+def _op_rows(prof) -> list[OpRow]:
+    rows = []
+    for k in prof.key_averages():
+        rows.append(OpRow(
+            name=k.key, calls=int(k.count),
+            self_cpu_us=float(k.self_cpu_time_total), cpu_total_us=float(k.cpu_time_total),
+            self_cpu_memory=int(k.self_cpu_memory_usage), cpu_memory=int(k.cpu_memory_usage),
+            self_device_us=float(getattr(k, "self_device_time_total", 0.0)),
+            device_total_us=float(getattr(k, "device_time_total", 0.0)),
+            self_device_memory=int(getattr(k, "self_device_memory_usage", 0)),
+        ))
+    return sorted(rows, key=lambda r: r.self_cpu_us, reverse=True)
+
+
+def _spans_and_memory(events: list[dict]) -> tuple[list[StageSpan], list[MemorySample]]:
+    ranges = [e for e in events if e.get("ph") == "X" and str(e.get("name", "")).startswith(STAGE_PREFIX)]
+    allocs = [e for e in events if e.get("name") == "[memory]" and "Total Allocated" in e.get("args", {})]
+    stamps = [e["ts"] for e in ranges + allocs]
+    t0 = min(stamps) if stamps else 0.0
+    ranges.sort(key=lambda e: (e["ts"], -e.get("dur", 0)))
+    step_ranges = [e for e in ranges if e["name"] == STAGE_PREFIX + "step"]
+
+    def step_of(e):
+        for i, s in enumerate(step_ranges):
+            if s["ts"] <= e["ts"] and e["ts"] + e.get("dur", 0) <= s["ts"] + s.get("dur", 0):
+                return i
+        return None
+
+    spans = []
+    for e in ranges:
+        inside = [c for c in ranges if c is not e and _contains(e, c)]
+        direct = [c for c in inside if not any(o is not c and _contains(o, c) for o in inside)]
+        dur = float(e.get("dur", 0))
+        self_us = dur - sum(float(c.get("dur", 0)) for c in direct)
+        spans.append(StageSpan(stage=e["name"][len(STAGE_PREFIX):], step=step_of(e),
+                               start_ms=(e["ts"] - t0) / 1e3, duration_ms=dur / 1e3, self_ms=self_us / 1e3))
+
+    allocs.sort(key=lambda e: e["ts"])
+    stride = max(1, len(allocs) // MAX_MEMORY_SAMPLES)
+    memory = [MemorySample(t_ms=(e["ts"] - t0) / 1e3, allocated=int(e["args"]["Total Allocated"]),
+                           device=_device_name(e["args"]))
+              for e in allocs[::stride]]
+    return spans, memory
+
+
+def _phase_label(span: StageSpan) -> str:
+    if span.step is not None:
+        return f"step {span.step}"
+    return {"encode_prompt": "encode", "decode": "decode"}.get(span.stage, span.stage)
+
+
+def _contains(outer: dict, inner: dict) -> bool:
+    """Whether ``inner`` lies within ``outer`` on the same thread (equal ranges: the earlier-listed is outer)."""
+    if outer.get("tid") != inner.get("tid") or outer.get("pid") != inner.get("pid"):
+        return False
+    o0, o1 = outer["ts"], outer["ts"] + outer.get("dur", 0)
+    i0, i1 = inner["ts"], inner["ts"] + inner.get("dur", 0)
+    return o0 <= i0 and i1 <= o1 and (o0, -o1) < (i0, -i1)
+
+
+def _device_name(args: dict) -> str:
+    # Device Type follows c10::DeviceType: 0 is CPU, 1 CUDA
+    kind = {0: "cpu", 1: "cuda"}.get(int(args.get("Device Type", 0)), f"device{args.get('Device Type')}")
+    index = int(args.get("Device Id", -1))
+    return kind if index < 0 else f"{kind}:{index}"

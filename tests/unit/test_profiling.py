@@ -1,0 +1,107 @@
+"""The structure of a profile (ranges, steps, table, memory, trace), never its timings."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch.profiler import record_function
+
+from difftech_lab.profiling import ProfileReport, profile_generation
+
+
+class StagedSession:
+    """Stands in for Session.generate: the same difftech/<stage> ranges, one callback per step."""
+
+    def __init__(self):
+        self.net = torch.nn.Linear(32, 32)
+
+    @torch.no_grad()
+    def generate(self, prompt="", *, steps=4, cfg=7.0, callback=None, **_):
+        with record_function("difftech/encode_prompt"):
+            cond = self.net(torch.randn(2, 32))
+        x = torch.randn(2, 32)
+        for i in range(steps):
+            with record_function("difftech/step"):
+                with record_function("difftech/guidance"):
+                    with record_function("difftech/model"):
+                        out = self.net(torch.cat([x, x]) + cond.repeat(2, 1))
+                    denoised = out[:2] + cfg * (out[2:] - out[:2])
+                x = x + 0.1 * (denoised - x)
+            if callback is not None:
+                callback(SimpleNamespace(i=i, steps=steps, x=x, denoised=denoised))
+        with record_function("difftech/decode"):
+            image = self.net(x).sum()
+        return SimpleNamespace(images=[image], nfe=2 * steps)
+
+
+@pytest.fixture(scope="module")
+def report():
+    return profile_generation(StagedSession(), prompt="a cat", steps=3)
+
+
+def test_every_stage_range_is_found(report):
+    stages = {s.stage for s in report.spans}
+    assert stages == {"encode_prompt", "step", "model", "guidance", "decode"}
+    assert report.steps == 3
+    assert [s.step for s in report.spans if s.stage == "model"] == [0, 1, 2]
+    assert {s.step for s in report.spans if s.stage in ("encode_prompt", "decode")} == {None}
+
+
+def test_timeline_has_encode_steps_decode_in_order(report):
+    rows = report.timeline()
+    assert [r["label"] for r in rows] == ["encode", "step 0", "step 1", "step 2", "decode"]
+    assert set(rows[1]["stages"]) == {"step", "guidance", "model"}
+    starts = [r["start_ms"] for r in rows]
+    assert starts == sorted(starts)
+
+
+def test_nested_ranges_are_not_double_counted(report):
+    for span in report.spans:
+        assert 0 <= span.self_ms <= span.duration_ms + 1e-9
+    step0 = [s for s in report.spans if s.step == 0]
+    outer = next(s for s in step0 if s.stage == "step")
+    assert sum(s.self_ms for s in step0) == pytest.approx(outer.duration_ms, rel=1e-6)
+
+
+def test_op_table_counts_calls(report):
+    by_name = {row.name: row for row in report.ops}
+    assert by_name["difftech/model"].calls == 3
+    assert by_name["difftech/step"].calls == 3
+    assert by_name["aten::addmm"].calls >= 3 + 2  # the model per step, the encoder and the decoder
+    assert all(row.cpu_total_us >= row.self_cpu_us - 1e-6 for row in report.ops)
+    self_times = [row.self_cpu_us for row in report.ops]
+    assert self_times == sorted(self_times, reverse=True)
+
+
+def test_memory_samples_are_ordered_and_non_negative(report):
+    assert report.memory, "profile_memory=True records allocator events"
+    times = [m.t_ms for m in report.memory]
+    assert times == sorted(times)
+    assert all(m.allocated >= 0 and m.device == "cpu" for m in report.memory)
+
+
+def test_chrome_trace_exports_valid_json(report, tmp_path):
+    path = report.export_chrome_trace(tmp_path / "trace.json")
+    trace = json.loads(open(path).read())
+    names = {e.get("name") for e in trace["traceEvents"]}
+    assert {"difftech/step", "difftech/model", "difftech/decode"} <= names
+
+
+def test_to_dict_is_json_and_repr_is_stable(report):
+    data = json.loads(json.dumps(report.to_dict()))
+    assert set(data) == {"ops", "timeline", "memory", "steps"}
+    assert repr(report).startswith("ProfileReport(steps=3, ")
+    assert "trace_json" not in repr(report)
+
+
+def test_user_callback_still_runs_and_result_is_kept():
+    seen = []
+    report = profile_generation(StagedSession(), steps=2, callback=lambda e: seen.append(e.i))
+    assert seen == [0, 1]
+    assert isinstance(report, ProfileReport) and report.result.nfe == 4
+
+
+def test_tensorboard_export_uses_the_plugin_file_name(report, tmp_path):
+    path = report.export_tensorboard(tmp_path / "run")
+    assert path.endswith(".pt.trace.json") and list((tmp_path / "run").glob("*.pt.trace.json"))
