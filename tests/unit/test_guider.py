@@ -23,7 +23,10 @@ class EpsSampling:
 
 
 class MockModel:
-    """Closed-form denoiser x̂0 = (a + m/10)·x + b·m + mean(pooled), m = mean(hidden); records the rows and T of each call."""
+    """Closed-form denoiser x̂0 = (a + m/10)·x + b·m + mean(pooled), m = mean(hidden).
+
+    Records the rows and token length T of each call.
+    """
 
     def __init__(self, a=0.5, b=1.0):
         self.a, self.b, self.calls = a, b, []
