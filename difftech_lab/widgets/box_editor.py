@@ -1,0 +1,63 @@
+"""BoxEditor: draw, move, resize and label boxes over an image, for GLIGEN-style grounded generation."""
+
+from __future__ import annotations
+
+import math
+
+import traitlets
+
+from ..errors import InvalidArgumentError
+from ._base import Widget, binary_trait, image_to_png, load_esm, to_pil
+
+
+def _boxes_from_json(value, widget=None):
+    return [(str(phrase), [float(c) for c in box]) for phrase, box in value]
+
+
+def normalise_box(phrase, box) -> tuple[str, list[float]]:
+    """One ``(phrase, [x0, y0, x1, y1])`` entry with corners ordered and inside the unit square (GLIGEN)."""
+    coords = [float(c) for c in box]
+    if len(coords) != 4 or not all(math.isfinite(c) for c in coords):
+        raise InvalidArgumentError(f"box {box!r} for {phrase!r} must be 4 finite numbers [x0, y0, x1, y1]")
+    if not all(-1e-6 <= c <= 1 + 1e-6 for c in coords):
+        raise InvalidArgumentError(f"box {box!r} for {phrase!r} is not normalised: divide pixels by width/height")
+    x0, y0, x1, y1 = (min(max(c, 0.0), 1.0) for c in coords)
+    return str(phrase), [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+
+
+class BoxEditor(Widget):
+    """``.boxes == [(phrase, [x0, y0, x1, y1]), …]`` in [0, 1] image coordinates, top-left origin.
+
+    Drag on empty space to draw a box (labelled with ``new_phrase``), drag a box to move it, drag a corner to
+    resize it; edit or delete labels in the list below the image.
+    """
+
+    _esm = load_esm("box_editor.js")
+
+    image = binary_trait(help="PNG bytes of the background picture; empty for a blank canvas")
+    width = traitlets.Int(512).tag(sync=True)
+    height = traitlets.Int(512).tag(sync=True)
+    boxes = traitlets.List().tag(sync=True, from_json=_boxes_from_json)
+    new_phrase = traitlets.Unicode("object", help="label given to a newly drawn box").tag(sync=True)
+    display_size = traitlets.Int(384, help="longest side on screen, in CSS pixels").tag(sync=True)
+
+    def __init__(self, image=None, boxes=(), *, width: int = 512, height: int = 512, **kwargs):
+        if hasattr(image, "images"):
+            image = image.images[0]
+        if image is not None:
+            pil = to_pil(image)
+            width, height = pil.size
+            kwargs["image"] = image_to_png(pil)
+        super().__init__(width=width, height=height, boxes=list(boxes), **kwargs)
+
+    @traitlets.validate("boxes")
+    def _check_boxes(self, proposal):
+        entries = []
+        for entry in proposal["value"]:
+            if len(entry) != 2:
+                raise InvalidArgumentError(f"box entry {entry!r} must be (phrase, [x0, y0, x1, y1])")
+            entries.append(normalise_box(*entry))
+        return entries
+
+    def __repr__(self) -> str:
+        return f"BoxEditor({len(self.boxes)} boxes)"

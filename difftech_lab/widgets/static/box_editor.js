@@ -1,0 +1,171 @@
+// BoxEditor: boxes live here while dragging, in [0, 1] coordinates; they sync at drag end.
+
+const COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"];
+const MIN_SIZE = 0.01;    // a click without a drag draws nothing
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  return el;
+}
+
+const clamp01 = (v) => Math.min(1, Math.max(0, v));
+const ordered = ([x0, y0, x1, y1]) => [Math.min(x0, x1), Math.min(y0, y1), Math.max(x0, x1), Math.max(y0, y1)];
+
+// The box after dragging `corner` ("nw", "ne", "sw", "se") to (u, v).
+function resized([x0, y0, x1, y1], corner, u, v) {
+  if (corner.includes("w")) x0 = u; else x1 = u;
+  if (corner.includes("n")) y0 = v; else y1 = v;
+  return ordered([x0, y0, x1, y1]);
+}
+
+// The box translated by (du, dv), kept whole inside the image.
+function moved([x0, y0, x1, y1], du, dv) {
+  du = Math.min(1 - x1, Math.max(-x0, du));
+  dv = Math.min(1 - y1, Math.max(-y0, dv));
+  return [x0 + du, y0 + dv, x1 + du, y1 + dv];
+}
+
+function render({ model, el }) {
+  const root = widgetRoot(el, model, "box-editor");
+  let boxes = [];          // [[phrase, [x0, y0, x1, y1]], …]
+  let selected = -1;
+  let drag = null;
+
+  const bg = h("img", { "data-testid": "image", draggable: "false",
+    style: { position: "absolute", left: 0, top: 0, width: "100%", height: "100%", pointerEvents: "none" } });
+  const overlay = svg("svg", { "data-testid": "overlay", viewBox: "0 0 1 1", preserveAspectRatio: "none" });
+  Object.assign(overlay.style, { position: "absolute", left: 0, top: 0, width: "100%", height: "100%", cursor: "crosshair" });
+  const stage = h("div", { "data-testid": "stage",
+    style: { position: "relative", background: "#eee", border: "1px solid #999" } }, [bg, overlay]);
+  capturePointer(overlay);
+  const list = h("div", { "data-testid": "list", style: { marginTop: "4px" } });
+  const phraseInput = h("input", { "data-testid": "new-phrase", style: { width: "140px" } });
+  phraseInput.addEventListener("change", () => { model.set("new_phrase", phraseInput.value); model.save_changes(); });
+  const toolbar = h("div", { style: { margin: "4px 0" } }, [h("label", {}, ["new box label ", phraseInput])]);
+  root.append(toolbar, stage, list);
+
+  const point = (e) => localPoint(overlay, e, 1, 1).map(clamp01);
+
+  function sync() {
+    model.set("boxes", boxes.map(([p, b]) => [p, b.slice()]));
+    model.save_changes();
+  }
+
+  // Drawn in screen pixels (viewBox = the stage's CSS size) so labels and handles keep their shape.
+  function drawBoxes() {
+    overlay.replaceChildren();
+    const [sw, sh] = stageSize();
+    overlay.setAttribute("viewBox", `0 0 ${sw} ${sh}`);
+    boxes.forEach(([phrase, [x0, y0, x1, y1]], i) => {
+      const color = COLORS[i % COLORS.length];
+      const rect = svg("rect", { x: x0 * sw, y: y0 * sh, width: (x1 - x0) * sw, height: (y1 - y0) * sh, fill: color,
+        "fill-opacity": i === selected ? 0.25 : 0.12, stroke: color, "stroke-width": i === selected ? 3 : 2,
+        "data-testid": `box-${i}`, "data-phrase": phrase });
+      rect.style.cursor = "move";
+      rect.addEventListener("pointerdown", (e) => start(e, { kind: "move", index: i }));
+      const label = svg("text", { x: x0 * sw + 4, y: y0 * sh + 14, fill: color, "font-size": 12,
+        "font-family": "sans-serif", "font-weight": "bold", "pointer-events": "none", stroke: "#fff",
+        "stroke-width": 3, "paint-order": "stroke" });
+      label.textContent = phrase;
+      overlay.append(rect, label);
+      for (const corner of ["nw", "ne", "sw", "se"]) {
+        const cx = (corner.includes("w") ? x0 : x1) * sw, cy = (corner.includes("n") ? y0 : y1) * sh;
+        const handle = svg("rect", { x: cx - 4, y: cy - 4, width: 8, height: 8, fill: "#fff", stroke: color,
+          "stroke-width": 1.5, "data-testid": `handle-${i}-${corner}` });
+        handle.style.cursor = `${corner}-resize`;
+        handle.addEventListener("pointerdown", (e) => start(e, { kind: "resize", index: i, corner }));
+        overlay.append(handle);
+      }
+    });
+  }
+
+  function drawList() {
+    list.replaceChildren(...boxes.map(([phrase], i) => {
+      const input = h("input", { "data-testid": `phrase-${i}`, value: phrase, style: { width: "160px" } });
+      input.addEventListener("change", () => { boxes[i][0] = input.value; drawBoxes(); sync(); });
+      input.addEventListener("focus", () => { selected = i; drawBoxes(); });
+      const del = h("button", { "data-testid": `delete-${i}`, title: "delete box",
+        onclick: () => { boxes.splice(i, 1); selected = -1; redraw(); sync(); } }, "×");
+      const swatch = h("span", { style: { display: "inline-block", width: "10px", height: "10px", marginRight: "6px",
+        background: COLORS[i % COLORS.length] } });
+      const coords = h("span", { style: { color: "#666", marginLeft: "6px", fontFamily: "monospace", fontSize: "11px" } },
+        boxes[i][1].map((c) => c.toFixed(2)).join(" "));
+      return h("div", { style: { margin: "2px 0" } }, [swatch, input, del, coords]);
+    }));
+  }
+
+  function redraw() { drawBoxes(); drawList(); }
+
+  function start(e, action) {
+    if (e.button !== 0) return;
+    e.preventDefault(); e.stopPropagation();
+    overlay.setPointerCapture(e.pointerId);
+    const [u, v] = point(e);
+    if (action.kind === "draw") {
+      boxes.push([model.get("new_phrase"), [u, v, u, v]]);
+      action.index = boxes.length - 1;
+    }
+    selected = action.index;
+    drag = { ...action, from: [u, v], orig: boxes[action.index][1].slice() };
+    drawBoxes();
+  }
+
+  overlay.addEventListener("pointerdown", (e) => { if (!drag && e.target === overlay) start(e, { kind: "draw" }); });
+  overlay.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    e.preventDefault(); e.stopPropagation();
+    const [u, v] = point(e);
+    const box = boxes[drag.index];
+    if (drag.kind === "move") box[1] = moved(drag.orig, u - drag.from[0], v - drag.from[1]);
+    else if (drag.kind === "resize") box[1] = resized(drag.orig, drag.corner, u, v);
+    else box[1] = ordered([drag.from[0], drag.from[1], u, v]);
+    drawBoxes();
+  });
+  const end = (e) => {
+    if (!drag) return;
+    e.preventDefault(); e.stopPropagation();
+    const [x0, y0, x1, y1] = boxes[drag.index][1];
+    if (drag.kind === "draw" && (x1 - x0 < MIN_SIZE || y1 - y0 < MIN_SIZE)) { boxes.pop(); selected = -1; }
+    drag = null;
+    redraw();
+    sync();
+  };
+  overlay.addEventListener("pointerup", end);
+  overlay.addEventListener("pointercancel", end);
+
+  function fromModel() {
+    if (drag) return;       // the drag in progress syncs its own result at the end
+    boxes = (model.get("boxes") || []).map(([p, b]) => [p, Array.from(b)]);
+    if (selected >= boxes.length) selected = -1;
+    redraw();
+  }
+  function stageSize() {
+    const W = model.get("width"), H = model.get("height"), s = model.get("display_size") / Math.max(W, H);
+    return [Math.round(W * s), Math.round(H * s)];
+  }
+  function layout() {
+    const [sw, sh] = stageSize();
+    stage.style.width = `${sw}px`;
+    stage.style.height = `${sh}px`;
+    drawBoxes();
+  }
+  let imageURL = "";
+  function showImage() {
+    if (imageURL) URL.revokeObjectURL(imageURL);
+    imageURL = pngURL(model.get("image"));
+    if (imageURL) bg.src = imageURL;
+    bg.style.display = imageURL ? "block" : "none";
+  }
+
+  model.on("change:boxes", fromModel);
+  model.on("change:new_phrase", () => { phraseInput.value = model.get("new_phrase"); });
+  for (const key of ["width", "height", "display_size"]) model.on(`change:${key}`, layout);
+  model.on("change:image", showImage);
+  phraseInput.value = model.get("new_phrase");
+  showImage(); layout(); fromModel();
+  markReady(root);
+}
+
+export default { render };
