@@ -1,0 +1,199 @@
+"""LatentNavigator, StepPreview and ProfilerView in Python: state, background renders, errors, repr."""
+
+import io
+import math
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from difftech_lab.conditioning.types import Embedding
+from difftech_lab.errors import CancelledError, InvalidArgumentError, ShapeError
+from difftech_lab.sampling.events import StepEvent
+from difftech_lab.techniques.latents import navigator_weights, spherical_blend
+
+
+@dataclass
+class FakeResult:
+    images: list
+    latents: torch.Tensor
+    recipe: SimpleNamespace
+    trajectory: list | None = None
+    x_init: torch.Tensor | None = None
+    nfe: int = 0
+    timings: dict = field(default_factory=dict)
+
+
+class FakeSession:
+    """Session's contract on 8×8 latents: the image is the noise plus the prompt's mean, squashed to RGB."""
+
+    default_size = (64, 64)
+
+    def __init__(self):
+        self.calls = []
+        self.cancelled = False
+
+    def latent_shape(self, width, height):
+        return 4, height // 8, width // 8
+
+    def noise(self, seed, width=None, height=None, batch_size=1):
+        shape = self.latent_shape(width or 64, height or 64)
+        return torch.randn((batch_size, *shape), generator=torch.Generator().manual_seed(seed))
+
+    def encode_prompt(self, text):
+        g = torch.Generator().manual_seed(sum(map(ord, text)) + len(text))
+        return Embedding(hidden=torch.randn(1, 3, 8, generator=g))
+
+    def preview(self, latents):
+        return [Image.fromarray((torch.sigmoid(z[:3]).permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+                for z in latents]
+
+    def decode(self, latents):
+        return self.preview(latents)
+
+    def generate(self, prompt, negative_prompt="", *, width=64, height=64, steps=3, noise=None, seed=0,
+                 callback=None, keep_trajectory=False, progress=True, cfg=7.0, sampler="euler", start=0, x=None):
+        self.calls.append(dict(prompt=prompt, steps=steps, cfg=cfg, noise=noise))
+        embedding = prompt if isinstance(prompt, Embedding) else self.encode_prompt(prompt)
+        x = (noise if noise is not None else self.noise(seed, width, height)) if x is None else x
+        x_init, trajectory = x.clone(), []
+        for i in range(start, steps):
+            denoised = x * 0.5 + embedding.hidden.mean() + 0.01 * cfg
+            x = 0.5 * (x + denoised)
+            event = StepEvent(i=i, steps=steps, sigma=1.0 / (i + 1), sigma_hat=1.0 / (i + 1), x=x.clone(),
+                              denoised=denoised.clone(), nfe=2 * (i + 1), elapsed=0.0)
+            trajectory.append(event)
+            if callback is not None:
+                callback(event)
+            if self.cancelled:
+                self.cancelled = False
+                raise CancelledError(f"run cancelled at step {i}")
+        recipe = SimpleNamespace(prompt=prompt if isinstance(prompt, str) else "<embedding>", steps=steps, cfg=cfg)
+        return FakeResult(images=self.preview(x), latents=x, recipe=recipe,
+                          trajectory=trajectory if keep_trajectory else None, x_init=x_init)
+
+    def branch(self, result, step, callback=None, keep_trajectory=False, progress=None, **overrides):
+        x = result.x_init if step == 0 else result.trajectory[step - 1].x
+        return self.generate(result.recipe.prompt, steps=result.recipe.steps, x=x, start=step, callback=callback,
+                             keep_trajectory=keep_trajectory, cfg=overrides.get("cfg", result.recipe.cfg))
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def _png(data) -> Image.Image:
+    return Image.open(io.BytesIO(bytes(data)))
+
+
+# ------------------------------------------------------------------------------------------ LatentNavigator
+
+@pytest.fixture
+def navigator():
+    from difftech_lab.widgets.latent_navigator import LatentNavigator
+
+    nav = LatentNavigator(FakeSession(), [1, 2, 3, 4], prompt="a cat", steps=2)
+    assert nav.wait(10)
+    return nav
+
+
+def test_navigator_renders_thumbnails_and_the_centre(navigator):
+    assert len(navigator.thumbnails) == 4 and all(_png(t).size == (8, 8) for t in navigator.thumbnails)
+    assert navigator.preview_point == [0.5, 0.5]
+    assert navigator.weights == pytest.approx([0.25] * 4)
+    assert navigator.typical_norm == pytest.approx(math.sqrt(4 * 8 * 8))
+    assert repr(navigator) == "LatentNavigator(4 anchors)" and navigator.error == ""
+
+
+def test_navigator_latent_is_the_spherical_blend_of_the_anchor_noises(navigator):
+    navigator.point = [0.2, 0.7]
+    session = navigator.session
+    noises = [session.noise(s, 64, 64) for s in (1, 2, 3, 4)]
+    expected = spherical_blend(noises, navigator_weights((0.2, 0.7), navigator.anchor_positions))
+    assert torch.allclose(navigator.latent, expected)
+    assert navigator.wait(10)
+    assert navigator.norm == pytest.approx(float(expected.norm()), rel=1e-5)
+    assert torch.allclose(session.calls[-1]["noise"], expected)
+
+
+def test_navigator_at_an_anchor_reproduces_that_seed(navigator):
+    navigator.point = [1.0, 1.0]  # anchor 2 (seed 3) sits at the bottom-right corner
+    assert torch.allclose(navigator.latent, navigator.session.noise(3, 64, 64), atol=1e-5)
+    assert navigator.wait(10)
+    assert navigator.preview == navigator.thumbnails[2]
+
+
+def test_navigator_linear_noise_blend_loses_norm(navigator):
+    navigator.noise_blend = "linear"
+    assert navigator.wait(10)
+    assert navigator.norm / navigator.typical_norm < 0.75
+
+
+def test_navigator_prompt_anchors_blend_embeddings_linearly():
+    from difftech_lab.widgets.latent_navigator import LatentNavigator
+
+    session = FakeSession()
+    nav = LatentNavigator(session, ["a cat", "a dog"], seed=5, steps=1)
+    nav.point = [0.25, 0.5]
+    a, b = session.encode_prompt("a cat").hidden, session.encode_prompt("a dog").hidden
+    assert torch.allclose(nav.embedding.hidden, 0.75 * a + 0.25 * b)
+    assert torch.allclose(nav.latent, session.noise(5, 64, 64), atol=1e-6)  # both anchors share seed 5
+    nav.embedding_blend = "slerp"
+    assert not torch.allclose(nav.embedding.hidden, 0.75 * a + 0.25 * b)
+    assert nav.wait(10)
+    assert nav.recipe.prompt == "<embedding>"
+    assert nav.navigation["anchors"][1] == {"label": "a dog", "prompt": "a dog"}
+
+
+def test_navigator_only_the_latest_point_is_applied():
+    from difftech_lab.widgets.latent_navigator import LatentNavigator
+
+    nav = LatentNavigator(FakeSession(), [1, 2], steps=2)
+    for x in np.linspace(0, 1, 15):
+        nav.point = [float(x), 0.5]
+    assert nav.wait(10)
+    assert nav.preview_point == [1.0, 0.5]
+    assert nav.preview == nav.thumbnails[1]
+
+
+def test_navigator_generate_uses_the_point():
+    from difftech_lab.widgets.latent_navigator import LatentNavigator
+
+    session = FakeSession()
+    nav = LatentNavigator(session, [{"seed": 1, "prompt": "x"}, {"latent": session.noise(9, 64, 64)[0]}], steps=1)
+    nav.point = [0.0, 0.5]
+    result = nav.generate(steps=3)
+    assert session.calls[-1]["steps"] == 3 and torch.allclose(session.calls[-1]["noise"], session.noise(1, 64, 64))
+    assert result.images[0].size == (8, 8)
+    assert nav.anchor_labels == ["seed 1 · x", "latent 1"]
+
+
+def test_navigator_bad_anchors_are_refused_by_name():
+    from difftech_lab.widgets.latent_navigator import LatentNavigator
+
+    with pytest.raises(InvalidArgumentError, match="2 to 4 anchors"):
+        LatentNavigator(FakeSession(), [1])
+    with pytest.raises(InvalidArgumentError, match="anchor 1 is float"):
+        LatentNavigator(FakeSession(), [1, 2.5])
+    with pytest.raises(ShapeError, match="anchor 0's latent has shape"):
+        LatentNavigator(FakeSession(), [torch.zeros(1, 4, 4, 4), 1])
+    with pytest.raises(InvalidArgumentError, match="convex position"):
+        LatentNavigator(FakeSession(), [1, 2, 3], positions=[(0, 0), (0.5, 0.5), (1, 1)])
+
+
+def test_navigator_render_error_is_shown_in_the_widget():
+    from difftech_lab.widgets.latent_navigator import LatentNavigator
+
+    session = FakeSession()
+    nav = LatentNavigator(session, [1, 2], steps=1)
+    assert nav.wait(10)
+
+    def broken(*args, **kwargs):
+        raise InvalidArgumentError("cfg -1 is negative")
+
+    session.generate = broken
+    nav.point = [0.1, 0.5]
+    assert nav.wait(10)
+    assert "cfg -1 is negative" in nav.error
