@@ -56,9 +56,10 @@ function errorBanner(model) {
   return el;
 }
 
-// Common root: data-testid, the error banner, and data-ready once the widget has drawn.
+// Common root: data-testid, the error banner, and data-ready once the widget has drawn. Lumino skips its
+// keyboard shortcuts (cell delete, mode switches) for keys pressed inside data-lm-suppress-shortcuts.
 function widgetRoot(el, model, testid) {
-  const root = h("div", { "data-testid": testid, class: "dtl-widget",
+  const root = h("div", { "data-testid": testid, class: "dtl-widget", "data-lm-suppress-shortcuts": "true",
     style: { fontFamily: "sans-serif", fontSize: "13px", display: "inline-block" } });
   root.append(errorBanner(model));
   el.append(root);
