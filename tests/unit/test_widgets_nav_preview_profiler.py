@@ -197,3 +197,90 @@ def test_navigator_render_error_is_shown_in_the_widget():
     nav.point = [0.1, 0.5]
     assert nav.wait(10)
     assert "cfg -1 is negative" in nav.error
+
+
+# --------------------------------------------------------------------------------------------- StepPreview
+
+def _events(steps=4, shape=(1, 4, 8, 8)):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    return [StepEvent(i=i, steps=steps, sigma=float(steps - i), sigma_hat=float(steps - i), x=x * (steps - i),
+                      denoised=x.roll(i, -1), nfe=i + 1, elapsed=0.0) for i in range(steps)]
+
+
+def test_step_preview_as_a_callback_shows_live_then_publishes_the_trajectory():
+    from difftech_lab.widgets.step_preview import StepPreview
+
+    preview = StepPreview()
+    seen = []
+    for event in _events(4):
+        preview(event)
+        seen.append((preview.live_step, preview.running, len(preview.x0_frames)))
+    assert seen == [(0, True, 0), (1, True, 0), (2, True, 0), (3, False, 4)]
+    assert preview.sigmas == [4.0, 3.0, 2.0, 1.0] and preview.step == 3 and preview.steps == 4
+    assert len(set(preview.x0_frames)) == 4  # x̂0 differs every step
+    assert _png(preview.x0_frames[0]).size == (8, 8) and repr(preview) == "StepPreview(steps=4)"
+
+
+def test_step_preview_scales_x_t_to_unit_variance():
+    from difftech_lab.widgets.step_preview import StepPreview
+
+    preview = StepPreview()
+    for event in _events(3):
+        preview(event)
+    # x_t = x·(steps-i) at σ = steps-i: after dividing by √(σ²+1) every frame is nearly the same picture
+    a, b = (np.asarray(_png(f), dtype=float) for f in preview.xt_frames[:2])
+    assert np.abs(a - b).mean() < 3
+
+
+def test_step_preview_run_uses_the_session_preview_and_keeps_the_result():
+    from difftech_lab.widgets.step_preview import StepPreview
+
+    session = FakeSession()
+    preview = StepPreview(session)
+    preview.run("a cat", steps=5, cfg=2.0)
+    assert preview.wait(10)
+    assert preview.error == "" and len(preview.x0_frames) == 5 and not preview.running
+    assert len(preview.result.trajectory) == 5
+    final = session.preview(preview.result.trajectory[-1].denoised)[0]
+    assert _png(preview.x0_frames[-1]).tobytes() == final.tobytes()
+
+
+def test_step_preview_branch_keeps_earlier_frames_and_changes_later_ones():
+    from difftech_lab.widgets.step_preview import StepPreview
+
+    session = FakeSession()
+    preview = StepPreview(session)
+    preview.run("a cat", steps=5, cfg=2.0)
+    assert preview.wait(10)
+    before = list(preview.x0_frames)
+    parent = preview.result
+    preview.step = 2
+    preview.branch_cfg = 9.0
+    preview.branch_request += 1  # what the Branch button does
+    assert preview.wait(10)
+    assert preview.error == "" and preview.branched_from == 2
+    assert preview.x0_frames[:2] == before[:2] and preview.x0_frames[2] != before[2]
+    assert len(preview.x0_frames) == 5 and session.calls[-1]["cfg"] == 9.0
+    assert [e.i for e in preview.result.trajectory] == [0, 1, 2, 3, 4]
+    assert preview.result.trajectory[1] is parent.trajectory[1]
+
+
+def test_step_preview_branch_without_a_run_is_reported_in_the_widget():
+    from difftech_lab.widgets.step_preview import StepPreview
+
+    preview = StepPreview(FakeSession())
+    preview.branch_request += 1
+    assert "nothing to branch from yet" in preview.error
+    with pytest.raises(InvalidArgumentError, match="needs a session"):
+        StepPreview().run("x")
+
+
+def test_step_preview_stop_cancels_the_run():
+    from difftech_lab.widgets.step_preview import StepPreview
+
+    session = FakeSession()
+    preview = StepPreview(session)
+    preview.stop_request += 1
+    preview.run("a cat", steps=4)
+    assert preview.wait(10)
+    assert "CancelledError" in preview.error and not preview.running

@@ -45,10 +45,12 @@ function render({ model, el }) {
     return s;
   };
   const noiseBlend = select("noise-blend", "noise_blend"), embeddingBlend = select("embedding-blend", "embedding_blend");
-  const legend = h("div", { "data-testid": "legend", style: { color: "#333", marginTop: "4px" } });
-  const side = h("div", { style: { marginLeft: "12px" } }, [preview, norm, weights, status,
+  const legend = h("div", { "data-testid": "legend", style: { color: "#333", marginTop: `${THUMB / 2 + 4}px` } });
+  const side = h("div", { style: { marginTop: `${THUMB / 2 + 4}px`, marginLeft: "8px" } }, [preview, norm, weights, status,
     h("label", {}, ["noise ", noiseBlend]), h("label", { style: { marginLeft: "8px" } }, ["prompt ", embeddingBlend])]);
-  root.append(h("div", { style: { display: "flex", alignItems: "flex-start" } }, [h("div", {}, [pad, legend]), side]));
+  // the padding leaves room for the thumbnails that overhang the pad's corners
+  const padFrame = h("div", { style: { padding: `${THUMB / 2 + 4}px` } }, [pad, legend]);
+  root.append(h("div", { style: { display: "flex", alignItems: "flex-start" } }, [padFrame, side]));
 
   function layout() {
     const size = model.get("display_size");
