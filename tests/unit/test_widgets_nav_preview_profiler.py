@@ -284,3 +284,42 @@ def test_step_preview_stop_cancels_the_run():
     preview.run("a cat", steps=4)
     assert preview.wait(10)
     assert "CancelledError" in preview.error and not preview.running
+
+
+# -------------------------------------------------------------------------------------------- ProfilerView
+
+def _report():
+    from difftech_lab.profiling import MemorySample, OpRow, ProfileReport, StageSpan
+
+    ops = [OpRow("aten::addmm", 10, 500.0, 800.0, 4096, 4096), OpRow("difftech/model", 2, 50.0, 900.0, 0, 4096)]
+    spans = [StageSpan("step", 0, 1.0, 2.0, 0.5), StageSpan("model", 0, 1.2, 1.5, 1.5),
+             StageSpan("decode", None, 3.5, 0.5, 0.5)]
+    memory = [MemorySample(0.0, 0, "cpu"), MemorySample(1.0, 4096, "cpu")]
+    return ProfileReport(ops=ops, spans=spans, memory=memory, steps=1, trace_json=b'{"traceEvents": []}')
+
+
+def test_profiler_view_syncs_the_report_and_sends_the_trace_on_request():
+    from difftech_lab.widgets.profiler_view import ProfilerView
+
+    view = ProfilerView(_report())
+    assert [r["name"] for r in view.ops] == ["aten::addmm", "difftech/model"] and view.steps == 1
+    assert [r["label"] for r in view.timeline] == ["step 0", "decode"]
+    assert view.timeline[0]["stages"] == {"step": 0.5, "model": 1.5}
+    assert view.trace == b"", "the trace is not sent before it is asked for"
+    view.download_request += 1
+    assert view.trace == b'{"traceEvents": []}'
+    assert repr(view) == "ProfilerView(steps=1, ops=2)"
+
+
+def test_profiler_view_report_can_be_replaced_and_refuses_other_types():
+    from difftech_lab.widgets.profiler_view import ProfilerView
+
+    view = ProfilerView()
+    view.download_request += 1
+    assert "no profile to download" in view.error
+    view.report = _report()
+    assert len(view.memory) == 2 and view.trace == b""
+    with pytest.raises(InvalidArgumentError, match="got dict"):
+        view.report = {"ops": []}
+    with pytest.raises(Exception):
+        view.sort_by = "not_a_column"
