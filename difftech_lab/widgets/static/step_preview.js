@@ -96,7 +96,7 @@ function render({ model, el }) {
     scrubber.disabled = running;
     stop.disabled = !running;
     branch.disabled = running || !x0URLs.length;
-    branch.textContent = `⑂ branch from step ${shown + 1}`;
+    branch.textContent = `branch from step ${shown + 1}`;
     cfg.value = String(model.get("branch_cfg"));
     if (document.activeElement !== prompt) prompt.value = model.get("branch_prompt");
     xtToggle.checked = model.get("show_xt");

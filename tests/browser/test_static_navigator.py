@@ -1,0 +1,103 @@
+"""LatentNavigator's front end on the static page: drag, per-frame sync, keys, kernel-side updates."""
+
+import pytest
+
+from difftech_lab.widgets._base import image_to_png
+from difftech_lab.widgets.latent_navigator import LatentNavigator
+
+
+@pytest.fixture
+def navigator_state(tiny_session):
+    nav = LatentNavigator(tiny_session, [1, 2, 3, 4], prompt="a red square", steps=2)
+    assert nav.wait(60)
+    return nav
+
+
+def _drag(page, pad, points, steps=8):
+    box = pad.bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for p in xy[1:]:
+        page.mouse.move(*p, steps=steps)
+    page.mouse.up()
+
+
+def test_drag_moves_the_point_and_the_marker(static_widget, navigator_state):
+    h = static_widget(navigator_state)
+    pad = h.page.get_by_test_id("pad")
+    _drag(h.page, pad, [(0.5, 0.5), (0.1, 0.2), (0.8, 0.9)], steps=20)
+    x, y = h.model_get("point")
+    assert x == pytest.approx(0.8, abs=0.02) and y == pytest.approx(0.9, abs=0.02)
+    assert h.saves() and all(keys == ["point"] for keys in h.saves())
+    marker = h.page.get_by_test_id("point").bounding_box()
+    box = pad.bounding_box()
+    assert marker["x"] + marker["width"] / 2 == pytest.approx(box["x"] + 0.8 * box["width"], abs=3)
+    h.screenshot("static_navigator_drag")
+
+
+def test_a_burst_of_moves_syncs_once_per_frame(static_widget, navigator_state):
+    h = static_widget(navigator_state)
+    saves = h.page.evaluate("""async () => {
+        const pad = document.querySelector("[data-testid=pad]"), r = pad.getBoundingClientRect();
+        const ev = (type, f) => pad.dispatchEvent(new PointerEvent(type, { bubbles: true, button: 0, pointerId: 1,
+            clientX: r.left + f * r.width, clientY: r.top + f * r.height }));
+        const frame = () => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+        ev("pointerdown", 0.1);
+        for (let k = 0; k < 50; k++) ev("pointermove", 0.1 + k * 0.01);
+        await frame();
+        const during = window.model.saves.length;
+        ev("pointerup", 0.6);
+        return [during, window.model.saves.length];
+    }""")
+    assert saves == [1, 2]  # 51 pointer events in one frame: one sync, then the drag end
+    assert h.model_get("point") == pytest.approx([0.6, 0.6], abs=1e-3)
+
+
+def test_drag_is_clamped_to_the_pad(static_widget, navigator_state):
+    h = static_widget(navigator_state)
+    _drag(h.page, h.page.get_by_test_id("pad"), [(0.5, 0.5), (1.4, -0.3)])
+    assert h.model_get("point") == [1.0, 0.0]
+
+
+def test_arrow_keys_nudge_the_point(static_widget, navigator_state):
+    h = static_widget(navigator_state)
+    pad = h.page.get_by_test_id("pad")
+    pad.focus()
+    pad.press("ArrowRight")
+    pad.press("ArrowRight")
+    pad.press("Shift+ArrowUp")
+    x, y = h.model_get("point")
+    assert x == pytest.approx(0.54) and y == pytest.approx(0.4)
+
+
+def test_kernel_updates_rerender(static_widget, navigator_state):
+    h = static_widget(navigator_state)
+    preview = h.page.get_by_test_id("preview")
+    version = int(preview.get_attribute("data-version"))
+    h.push(preview=image_to_png(navigator_state.session.preview(navigator_state.latent)[0]),
+           norm=1.0, typical_norm=2.0, weights=[0.1, 0.2, 0.3, 0.4])
+    assert int(preview.get_attribute("data-version")) == version + 1
+    assert "ratio 0.500" in h.page.get_by_test_id("norm").inner_text()
+    assert h.page.get_by_test_id("weights").inner_text() == "w A=0.10 B=0.20 C=0.30 D=0.40"
+    h.push(point=[0.25, 0.75])
+    assert h.root.get_attribute("data-point") == "0.2500,0.7500"
+    h.push(error="InvalidArgumentError: bad seed")
+    assert h.page.get_by_test_id("error").inner_text() == "InvalidArgumentError: bad seed"
+
+
+def test_blend_choice_syncs(static_widget, navigator_state):
+    h = static_widget(navigator_state)
+    h.page.get_by_test_id("noise-blend").select_option("linear")
+    assert h.model_get("noise_blend") == "linear"
+    h.pull()
+    assert navigator_state.noise_blend == "linear"
+    navigator_state.noise_blend = "slerp"
+
+
+def test_thumbnails_show_on_the_pad(static_widget, navigator_state):
+    h = static_widget(navigator_state)
+    for k in range(4):
+        img = h.page.get_by_test_id(f"anchor-{k}").locator("img")
+        assert img.evaluate("(e) => e.complete && e.naturalWidth > 0")
+    h.screenshot("static_navigator")
