@@ -1,0 +1,83 @@
+"""%load_ext difftech_lab: which objects get rich display, and the %difftech magic."""
+
+import io
+from types import SimpleNamespace
+
+import pytest
+import torch
+from PIL import Image
+
+from difftech_lab import ipython as ext
+from difftech_lab.errors import InvalidArgumentError
+
+
+@pytest.fixture
+def shell():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    ext.load_ipython_extension(shell)
+    yield shell
+    ext.unload_ipython_extension(shell)
+    shell.user_ns.pop("s", None)
+
+
+class LatentSession:
+    default_size = (64, 64)
+
+    def latent_shape(self, width, height):
+        return 4, height // 8, width // 8
+
+    def preview(self, latents):
+        return [Image.new("RGB", (64, 64), (int(z.mean() > 0) * 255, 0, 0)) for z in latents]
+
+
+def _bundle(shell, obj):
+    data, _ = shell.display_formatter.format(obj)
+    return data
+
+
+def test_sigma_schedule_shows_as_a_plot(shell):
+    sigmas = torch.tensor([14.6, 7.0, 3.0, 1.0, 0.0])
+    png = _bundle(shell, sigmas)["image/png"]
+    assert Image.open(io.BytesIO(png)).size == (450, 260)
+
+
+@pytest.mark.parametrize("tensor", [torch.tensor([1.0, 2.0]), torch.tensor([3, 2, 1]), torch.tensor([1.0, -1.0]),
+                                    torch.ones(2, 2), torch.tensor([1.0])])
+def test_other_tensors_keep_their_text_repr(shell, tensor):
+    data = _bundle(shell, tensor)
+    assert "image/png" not in data and data["text/plain"].startswith("tensor(")
+
+
+def test_latent_shows_decoded_once_a_session_is_known(shell):
+    latent = torch.ones(2, 4, 8, 8)
+    assert "image/png" not in _bundle(shell, latent)
+    shell.user_ns["s"] = LatentSession()
+    shell.run_line_magic("difftech", "session s")
+    png = _bundle(shell, latent)["image/png"]
+    grid = Image.open(io.BytesIO(png))
+    assert grid.size == (128, 64) and grid.getpixel((70, 10)) == (255, 0, 0)
+    assert "image/png" not in _bundle(shell, torch.ones(1, 3, 8, 8)), "3 channels is not this session's latent"
+
+
+def test_result_html_has_the_grid_and_the_recipe_summary():
+    recipe = SimpleNamespace(parameters_text=lambda: "a <red> square\nSteps: 4, Seed: 1")
+    result = SimpleNamespace(images=[Image.new("RGB", (8, 8))] * 2, nfe=8, recipe=recipe,
+                             grid=lambda: Image.new("RGB", (16, 8)))
+    html = ext.result_html(result)
+    assert html.count("<img") == 1 and "data:image/png;base64," in html
+    assert "a &lt;red&gt; square\nSteps: 4, Seed: 1\nNFE: 8" in html
+
+
+def test_magic_off_and_on(shell, capsys):
+    sigmas = torch.tensor([2.0, 1.0, 0.0])
+    shell.run_line_magic("difftech", "off")
+    assert "image/png" not in _bundle(shell, sigmas)
+    shell.run_line_magic("difftech", "on")
+    assert "image/png" in _bundle(shell, sigmas)
+    assert "no session for latents" in capsys.readouterr().out
+    with pytest.raises(InvalidArgumentError, match="not a command"):
+        shell.run_line_magic("difftech", "frobnicate")
+    with pytest.raises(InvalidArgumentError, match="no variable 'nope'"):
+        shell.run_line_magic("difftech", "session nope")
