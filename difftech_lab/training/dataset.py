@@ -1,0 +1,215 @@
+"""Procedural captioned shapes: 64×64 scenes whose ground truth (spec, boxes, masks) is known exactly."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from difftech_lab.errors import InvalidArgumentError
+
+RESOLUTION = 64
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "orange": (250, 140, 0),
+    "yellow": (245, 225, 20),
+    "green": (30, 160, 50),
+    "cyan": (0, 210, 220),
+    "blue": (30, 60, 220),
+    "purple": (130, 40, 180),
+    "pink": (250, 120, 190),
+}
+BACKGROUNDS = {"white": (255, 255, 255), "gray": (128, 128, 128), "black": (0, 0, 0)}
+SHAPES = ("circle", "square", "triangle", "star")
+SIZES = {"big": 12.0, "small": 7.5}  # circumradius-like half-extent in pixels
+
+# Positions on a 3×3 grid (column, row); the phrase each one is written with.
+POSITIONS = {
+    "top left": (0, 0), "top": (1, 0), "top right": (2, 0),
+    "left": (0, 1), "centre": (1, 1), "right": (2, 1),
+    "bottom left": (0, 2), "bottom": (1, 2), "bottom right": (2, 2),
+}
+_PREPOSITION = {"left": "on the", "right": "on the", "centre": "in the"}  # every other position: "at the"
+ANCHORS = (14.0, 32.0, 50.0)  # pixel centre of each grid column/row
+JITTER = 2.0  # uniform ± pixels around the anchor
+HELD_OUT_MODULUS = 8  # a caption is held out for evaluation when its hash is 0 modulo this
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One object of a scene: what the caption says about it."""
+
+    size: str
+    colour: str
+    shape: str
+    position: str
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """A whole scene: its objects in caption order and its background."""
+
+    objects: tuple[ObjectSpec, ...]
+    background: str
+
+
+@dataclass
+class Sample:
+    """One rendered scene with its ground truth; ``boxes`` are normalised xyxy, ``masks`` are ``[n, 64, 64]`` bool."""
+
+    image: np.ndarray
+    caption: str
+    spec: SceneSpec
+    boxes: np.ndarray
+    masks: np.ndarray
+    centres: np.ndarray
+
+
+def object_phrase(obj: ObjectSpec) -> str:
+    """The grammar's phrase for one object, e.g. ``a big red circle on the left``."""
+    return f"a {obj.size} {obj.colour} {obj.shape} {_PREPOSITION.get(obj.position, 'at the')} {obj.position}"
+
+
+def caption(spec: SceneSpec) -> str:
+    """The one caption the grammar gives a scene."""
+    return " and ".join(object_phrase(o) for o in spec.objects) + f" on a {spec.background} background"
+
+
+def parse_caption(text: str) -> SceneSpec:
+    """Invert :func:`caption`; raise :class:`InvalidArgumentError` naming the first word that breaks the grammar."""
+    words = text.strip().lower().split()
+    if len(words) < 4 or words[-4:-2] != ["on", "a"] or words[-1] != "background":
+        raise InvalidArgumentError(f"caption {text!r} must end with 'on a <background> background'")
+    background = words[-2]
+    if background not in BACKGROUNDS:
+        raise InvalidArgumentError(f"unknown background {background!r} in {text!r}; use one of {sorted(BACKGROUNDS)}")
+    objects = [_parse_object(phrase.split(), text) for phrase in " ".join(words[:-4]).split(" and ")]
+    return SceneSpec(tuple(objects), background)
+
+
+def _parse_object(w: list[str], text: str) -> ObjectSpec:
+    if len(w) < 6 or w[0] != "a":
+        raise InvalidArgumentError(f"object phrase {' '.join(w)!r} in {text!r} must read 'a <size> <colour> <shape> on the <position>'")
+    size, colour, shape, position = w[1], w[2], w[3], " ".join(w[6:])
+    for kind, value, known in (("size", size, SIZES), ("colour", colour, COLOURS), ("shape", shape, SHAPES),
+                               ("position", position, POSITIONS)):
+        if value not in known:
+            raise InvalidArgumentError(f"unknown {kind} {value!r} in {text!r}; use one of {sorted(known)}")
+    obj = ObjectSpec(size, colour, shape, position)
+    if " ".join(w[4:6]) != _PREPOSITION.get(position, "at the"):
+        raise InvalidArgumentError(f"{' '.join(w)!r} in {text!r}: write {object_phrase(obj)!r}")
+    return obj
+
+
+def is_held_out(text: str) -> bool:
+    """Whether a caption belongs to the evaluation prompts that training never sees (a stable hash rule)."""
+    return int(hashlib.md5(text.encode()).hexdigest()[:8], 16) % HELD_OUT_MODULUS == 0
+
+
+def _far_apart(a: str, b: str) -> bool:
+    """Objects in one scene sit two grid cells apart (in x or y), so even two big ones never touch."""
+    (ax, ay), (bx, by) = POSITIONS[a], POSITIONS[b]
+    return max(abs(ax - bx), abs(ay - by)) >= 2
+
+
+def random_spec(rng: np.random.Generator, n_objects: int | None = None) -> SceneSpec:
+    """A random scene: 1–3 objects of distinct colours at far-apart positions, on a background."""
+    n = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2])) if n_objects is None else n_objects
+    if n not in (1, 2, 3):
+        raise InvalidArgumentError(f"n_objects={n_objects!r}; a scene has 1, 2 or 3 objects")
+    colours = rng.choice(list(COLOURS), size=n, replace=False)
+    positions: list[str] = []
+    names = list(POSITIONS)
+    while len(positions) < n:
+        p = names[rng.integers(len(names))]
+        if all(_far_apart(p, q) for q in positions):
+            positions.append(p)
+        elif len(positions) and rng.random() < 0.3:
+            positions = []  # a dead end (no free far cell) is rare; start over
+    objects = tuple(ObjectSpec(str(rng.choice(list(SIZES))), str(c), str(rng.choice(SHAPES)), p)
+                    for c, p in zip(colours, positions))
+    return SceneSpec(objects, str(rng.choice(list(BACKGROUNDS))))
+
+
+_YY, _XX = np.mgrid[0:RESOLUTION, 0:RESOLUTION].astype(np.float32) + 0.5
+
+
+def _star_polygon(cx: float, cy: float, r: float) -> np.ndarray:
+    angles = -np.pi / 2 + np.arange(10) * np.pi / 5
+    radii = np.where(np.arange(10) % 2 == 0, r, r * 0.45)
+    return np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], 1)
+
+
+def _inside_polygon(poly: np.ndarray) -> np.ndarray:
+    """Even-odd point-in-polygon test for every pixel centre."""
+    inside = np.zeros_like(_XX, dtype=bool)
+    for (x0, y0), (x1, y1) in zip(poly, np.roll(poly, -1, 0)):
+        if y0 == y1:
+            continue
+        crosses = (_YY >= min(y0, y1)) & (_YY < max(y0, y1))
+        x_at = x0 + (_YY - y0) * (x1 - x0) / (y1 - y0)
+        inside ^= crosses & (_XX < x_at)
+    return inside
+
+
+def shape_mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
+    """Boolean 64×64 mask of one upright shape of half-extent ``r`` centred at (cx, cy)."""
+    if shape == "circle":
+        return (_XX - cx) ** 2 + (_YY - cy) ** 2 <= r * r
+    if shape == "square":
+        s = r * 0.85  # a square of the same half-extent looks bigger than the other shapes
+        return (np.abs(_XX - cx) <= s) & (np.abs(_YY - cy) <= s)
+    if shape == "triangle":
+        h = r * 1.05
+        return _inside_polygon(np.array([[cx, cy - h], [cx + h, cy + h * 0.8], [cx - h, cy + h * 0.8]]))
+    if shape == "star":
+        return _inside_polygon(_star_polygon(cx, cy + r * 0.1, r * 1.15))
+    raise InvalidArgumentError(f"unknown shape {shape!r}; use one of {SHAPES}")
+
+
+def render(spec: SceneSpec, rng: np.random.Generator | None = None) -> Sample:
+    """Draw a scene (jittered around the grid anchors when ``rng`` is given) with its boxes and masks."""
+    image = np.empty((RESOLUTION, RESOLUTION, 3), np.uint8)
+    image[:] = BACKGROUNDS[spec.background]
+    masks, boxes, centres = [], [], []
+    for obj in spec.objects:
+        col, row = POSITIONS[obj.position]
+        jitter = rng.uniform(-JITTER, JITTER, 2) if rng is not None else np.zeros(2)
+        cx, cy = ANCHORS[col] + jitter[0], ANCHORS[row] + jitter[1]
+        m = shape_mask(obj.shape, cx, cy, SIZES[obj.size])
+        image[m] = COLOURS[obj.colour]
+        ys, xs = np.nonzero(m)
+        masks.append(m)
+        boxes.append([xs.min() / RESOLUTION, ys.min() / RESOLUTION, (xs.max() + 1) / RESOLUTION, (ys.max() + 1) / RESOLUTION])
+        centres.append([cx / RESOLUTION, cy / RESOLUTION])
+    return Sample(image, caption(spec), spec, np.array(boxes, np.float32), np.stack(masks), np.array(centres, np.float32))
+
+
+def sample(seed: int, n_objects: int | None = None, *, training: bool = True) -> Sample:
+    """The scene for one seed; training samples skip every held-out caption."""
+    rng = np.random.default_rng(seed)
+    while True:
+        spec = random_spec(rng, n_objects)
+        if not training or not is_held_out(caption(spec)):
+            return render(spec, rng)
+
+
+def batch(seed: int, n: int, n_objects: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """``n`` training scenes from one seed as a ``[n, 64, 64, 3]`` uint8 array and their captions."""
+    samples = [sample(seed * 1_000_003 + i, n_objects) for i in range(n)]
+    return np.stack([s.image for s in samples]), [s.caption for s in samples]
+
+
+def held_out_specs(n_objects: int, count: int) -> list[SceneSpec]:
+    """The fixed evaluation prompts with ``n_objects`` objects: the first ``count`` held-out captions of a fixed stream."""
+    rng = np.random.default_rng(20_000 + n_objects)
+    specs, seen = [], set()
+    while len(specs) < count:
+        spec = random_spec(rng, n_objects)
+        text = caption(spec)
+        if is_held_out(text) and text not in seen:
+            seen.add(text)
+            specs.append(spec)
+    return specs

@@ -1,0 +1,148 @@
+"""Stage ``export``: assemble the trained components into a standard diffusers Stable Diffusion folder + model card."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+
+from difftech_lab.training import components, train_text
+
+BUNDLED = Path(__file__).resolve().parent.parent / "bundled" / "tiny-shapes"
+
+
+def assemble(runs: Path, vae_run: str = "vae-decoder", unet_run: str = "unet") -> StableDiffusionPipeline:
+    """The pipeline from the runs: frozen text tower, VAE with its measured scaling factor, the UNet's EMA weights."""
+    tokenizer, text_encoder = train_text.load(runs / "text")
+    vae = AutoencoderKL.from_pretrained(runs / vae_run / "model")
+    state = torch.load(runs / unet_run / "checkpoint.pt", weights_only=True)
+    unet = UNet2DConditionModel(**json.loads((runs / unet_run / "unet_config.json").read_text()))
+    unet.load_state_dict(state["ema"])
+    vae.register_to_config(scaling_factor=round(float(state["scaling_factor"]), 5))
+    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=components.build_scheduler(), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+
+
+def _log_summary(run: Path) -> dict:
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()] if (run / "log.jsonl").exists() else []
+    steps = [r for r in records if "loss" in r]
+    return {"steps": steps[-1]["step"] if steps else 0, "last": steps[-1] if steps else {},
+            "minutes": round(sum(r["time"] for r in records if r.get("event") == "saved") / 60, 1)}
+
+
+def write_model_card(folder: Path, runs: Path | None = None) -> None:
+    """README.md of the model folder: data, architecture, training, hardware, time and evaluation table."""
+    folder = Path(folder)
+    meta_path = folder / "training.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if runs is not None:
+        meta["stages"] = {name: _log_summary(runs / name) for name in ("vae", "vae-decoder", "text", "unet")
+                          if (runs / name).exists()}
+        meta["commands"] = [json.loads(line) for line in (runs / "commands.jsonl").read_text().splitlines()] \
+            if (runs / "commands.jsonl").exists() else []
+        meta["hardware"] = f"{platform.processor() or platform.machine()}, CPU only, one torch thread per stage"
+        meta_path.write_text(json.dumps(meta, indent=1))
+    evaluation = json.loads((folder / "evaluation.json").read_text()) if (folder / "evaluation.json").exists() else None
+    (folder / "README.md").write_text(_card_text(folder, meta, evaluation))
+
+
+def _params(folder: Path, name: str) -> str:
+    files = list((folder / name).glob("*.safetensors"))
+    if not files:
+        return "?"
+    from safetensors import safe_open
+    with safe_open(files[0], "pt") as f:
+        n = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    return f"{n / 1e6:.2f}M"
+
+
+def _evaluation_table(evaluation: dict) -> str:
+    rows = ["| prompts | n | colour | shape | position | background | object all-right | image all-right |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, r in evaluation["rows"].items():
+        rows.append(f"| {name} | {r['n']} | {r['colour']:.1%} | {r['shape']:.1%} | {r['position']:.1%} | "
+                    f"{r['background']:.1%} | {r['object']:.1%} | {r['all']:.1%} |")
+    return "\n".join(rows)
+
+
+def _card_text(folder: Path, meta: dict, evaluation: dict | None) -> str:
+    from difftech_lab.training import dataset
+    cfg = {n: json.loads((folder / n / "config.json").read_text()) for n in ("unet", "vae", "text_encoder")}
+    lines = [
+        "# tiny-shapes: a toy-size Stable Diffusion for difftech_lab",
+        "",
+        "The Stable Diffusion architecture at toy size, trained from scratch on difftech_lab's procedural captioned",
+        "shapes. It runs offline on the CPU and every output can be scored against its prompt",
+        "(`difftech_lab.training.scorer`).",
+        "",
+        "```python",
+        "from diffusers import StableDiffusionPipeline",
+        "pipe = StableDiffusionPipeline.from_pretrained(path)  # HF_HUB_OFFLINE=1 is fine",
+        'image = pipe("a big red circle on the left on a white background", height=64, width=64,',
+        f"             num_inference_steps=20, guidance_scale={(evaluation or {}).get('guidance_scale', 'G')}).images[0]",
+        "```",
+        "",
+        "## Data",
+        f"- `difftech_lab.training.dataset`: {dataset.RESOLUTION}×{dataset.RESOLUTION} RGB scenes of 1–3 objects",
+        f"  (40% / 40% / 20%), shapes {', '.join(dataset.SHAPES)}; colours {', '.join(dataset.COLOURS)};",
+        f"  sizes {', '.join(dataset.SIZES)}; backgrounds {', '.join(dataset.BACKGROUNDS)}; positions on a 3×3 grid",
+        f"  ({', '.join(dataset.POSITIONS)}), ±{dataset.JITTER:g} px jitter; objects of one scene have distinct",
+        "  colours and sit two grid cells apart.",
+        "- One grammar: `a <size> <colour> <shape> on the <position> [and a … ] on a <background> background`.",
+        f"- Held out: every caption whose MD5 is 0 modulo {dataset.HELD_OUT_MODULUS} (`dataset.is_held_out`); no",
+        "  training stage (text, VAE, UNet) ever sees one. Evaluation uses only those captions.",
+        "",
+        "## Architecture (diffusers / transformers classes)",
+        f"- `CLIPTokenizer`: byte-level BPE with byte fallbacks; every grammar word is one token; context 77.",
+        f"- `CLIPTextModel`: {_params(folder, 'text_encoder')} parameters, hidden {cfg['text_encoder']['hidden_size']},"
+        f" {cfg['text_encoder']['num_hidden_layers']} layers; pretrained on the grammar (probes read each object's"
+        " attributes from its phrase-end token and the whole scene from the end token), then frozen.",
+        f"- `AutoencoderKL`: {_params(folder, 'vae')} parameters, blocks {cfg['vae']['block_out_channels']},"
+        f" 4 latent channels, factor 4 (64×64×3 → 16×16×4), scaling factor {cfg['vae']['scaling_factor']}"
+        " (unit-std latents); trained with edge-weighted L1 + image-gradient L1 + 1e-6 KL, then decoder-only.",
+        f"- `UNet2DConditionModel`: {_params(folder, 'unet')} parameters, blocks {cfg['unet']['block_out_channels']},"
+        f" down {cfg['unet']['down_block_types']}, self- and cross-attention at 8×8, 4×4 and 2×2 (plus mid-block);"
+        " v-prediction, min-SNR-5 weighting, 10% caption dropout, EMA 0.999 (exported).",
+        "- Scheduler: `EulerDiscreteScheduler`, scaled-linear betas, trailing timestep spacing.",
+        "",
+        "## Training",
+    ]
+    for name, st in meta.get("stages", {}).items():
+        last = {k: v for k, v in st["last"].items() if k not in ("time",)}
+        lines.append(f"- `{name}`: {st['steps']} steps, {st['minutes']} min wall; last log {last}")
+    lines += ["", "Commands, in order (`python -m difftech_lab.training …`):", "", "```"]
+    lines += [" ".join(c["argv"]) for c in meta.get("commands", [])]
+    lines += ["```", "", f"Hardware: {meta.get('hardware', '?')}; the machine was shared with other jobs.", ""]
+    if evaluation:
+        lines += ["## Evaluation", "",
+                  f"Held-out prompts, seeds {evaluation['seeds']}, {evaluation['steps']} steps of"
+                  f" `EulerDiscreteScheduler`, CFG {evaluation['guidance_scale']}, scored by"
+                  " `difftech_lab.training.scorer` (`python -m difftech_lab.training eval`):", "",
+                  _evaluation_table(evaluation), "",
+                  f"Generation time: {evaluation.get('timing', {})}.", "",
+                  "Reference generation (checked by the tests): " + json.dumps(evaluation["reference"]), "",
+                  "![evaluation grid](evaluation_grid.png)", "",
+                  "Grid: held-out prompts, each row pairs generated images with the prompts' true renderings.", ""]
+    return "\n".join(lines)
+
+
+def main(args) -> None:
+    runs = Path(args.runs)
+    out = Path(args.out) if args.out else BUNDLED
+    opts = dict(a.split("=", 1) for a in args.rest)
+    pipe = assemble(runs, opts.get("vae", "vae-decoder"), opts.get("unet", "unet"))
+    keep = {n: (out / n).read_bytes() for n in ("evaluation.json", "evaluation_grid.png") if (out / n).exists()} \
+        if opts.get("keep-eval") else {}
+    if out.exists():
+        shutil.rmtree(out)
+    pipe.save_pretrained(out, safe_serialization=True)
+    for name, data in keep.items():
+        (out / name).write_bytes(data)
+    write_model_card(out, runs)
+    print(f"wrote {out} ({sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB)")

@@ -1,0 +1,126 @@
+"""Stage ``unet``: the denoiser, trained on frozen VAE latents and frozen pretrained text states.
+
+v-prediction (Salimans & Ho 2022) with min-SNR-γ loss weighting (Hang et al. 2023), caption dropout for
+classifier-free guidance (Ho & Salimans 2022), and an EMA of the weights, which is what gets exported.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+from difftech_lab.training import components, dataset, train_text
+from difftech_lab.training.checkpoints import RunDir, ema_update
+from difftech_lab.training.train_vae import to_tensor
+
+MIN_SNR_GAMMA = 5.0
+CAPTION_DROPOUT = 0.1
+EMA_DECAY = 0.999
+WARMUP_STEPS = 200
+
+
+@torch.no_grad()
+def encode_pool(vae: AutoencoderKL, seed: int, size: int, chunk: int = 256) -> tuple[torch.Tensor, list[str]]:
+    """Unscaled posterior-mean latents and captions of ``size`` training scenes (computed once, reused each epoch)."""
+    latents, captions = [], []
+    for start in range(0, size, chunk):
+        images, caps = dataset.batch(seed * 104_729 + start // chunk, min(chunk, size - start))
+        latents.append(vae.encode(to_tensor(images).to(vae.device)).latent_dist.mean.cpu())
+        captions += caps
+    return torch.cat(latents), captions
+
+
+def min_snr_v_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """min(SNR, γ) / (SNR + 1): the min-SNR-γ weight for a v-prediction loss."""
+    snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+    return snr.clamp(max=MIN_SNR_GAMMA) / (snr + 1)
+
+
+def noise_scheduler() -> DDPMScheduler:
+    """The training-time forward process: the exported scheduler's betas, every one of its 1000 timesteps."""
+    return DDPMScheduler(**{k: v for k, v in components.SCHEDULER_CONFIG.items() if k != "timestep_spacing"})
+
+
+def v_loss(unet, scheduler: DDPMScheduler, x0, ctx, noise, t) -> torch.Tensor:
+    """Min-SNR-weighted v-prediction loss at timesteps ``t``."""
+    xt = scheduler.add_noise(x0, noise, t)
+    target = scheduler.get_velocity(x0, noise, t)
+    pred = unet(xt, t, ctx).sample
+    weight = min_snr_v_weight(scheduler.alphas_cumprod.to(x0.device), t)
+    return (weight * (pred - target).pow(2).mean((1, 2, 3))).mean()
+
+
+def _pool(run: RunDir, vae: AutoencoderKL, args) -> tuple[torch.Tensor, list[str]]:
+    path = run.path / "pool.pt"
+    if path.exists():
+        state = torch.load(path, weights_only=True)
+        return state["latents"], json.loads((run.path / "pool.json").read_text())
+    latents, captions = encode_pool(vae, args.seed, args.pool)
+    torch.save({"latents": latents}, path)
+    (run.path / "pool.json").write_text(json.dumps(captions))
+    return latents, captions
+
+
+def train(args) -> None:
+    """Train (or resume) the UNet for ``args.steps`` steps or ``args.minutes`` minutes."""
+    torch.manual_seed(args.seed)
+    run = RunDir(args.run_dir)
+    device = torch.device(args.device)
+    opts = dict(a.split("=", 1) for a in args.rest)  # e.g. vae=runs/vae-encoder text=runs/text pool=16384
+    args.pool = int(opts.get("pool", 16384))
+    vae = AutoencoderKL.from_pretrained(f"{opts.get('vae', args.runs + '/vae')}/model").to(device).eval()
+    tokenizer, text_encoder = train_text.load(opts.get("text", f"{args.runs}/text"))
+    text_encoder.to(device).eval()
+    latents, captions = _pool(run, vae, args)
+    scaling = float(1 / latents.std())
+    arch = run.path / "unet_config.json"
+    if not arch.exists():
+        arch.write_text(json.dumps(components.UNET_ARCHITECTURES[opts.get("arch", "four-level")]))
+    unet = UNet2DConditionModel(**json.loads(arch.read_text())).to(device)
+    ema = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
+    step = 0
+    if (state := run.load()) is not None:
+        unet.load_state_dict(state["model"])
+        ema = state["ema"]
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    process = noise_scheduler()
+    with torch.no_grad():
+        empty = text_encoder(train_text.encode(tokenizer, [""]).to(device)).last_hidden_state
+    g = torch.Generator().manual_seed(args.seed * 31 + step)  # a resumed run draws fresh batches
+    deadline, losses = time.time() + 60 * args.minutes, []
+    while step < args.steps and time.time() < deadline:
+        idx = torch.randint(len(captions), (args.batch,), generator=g)
+        x0 = latents[idx].to(device) * scaling
+        with torch.no_grad():
+            ctx = text_encoder(train_text.encode(tokenizer, [captions[i] for i in idx]).to(device)).last_hidden_state
+        drop = torch.rand(args.batch, generator=g).to(device) < CAPTION_DROPOUT
+        ctx = torch.where(drop[:, None, None], empty.expand_as(ctx), ctx)
+        noise = torch.randn(x0.shape, generator=g).to(device)
+        t = torch.randint(0, process.config.num_train_timesteps, (args.batch,), generator=g).to(device)
+        loss = v_loss(unet, process, x0, ctx, noise, t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        for group in opt.param_groups:
+            group["lr"] = args.lr * min(1.0, (step + 1) / WARMUP_STEPS)
+        opt.step()
+        step += 1
+        ema_update(ema, unet, min(EMA_DECAY, (1 + step) / (10 + step)))
+        losses.append(loss.item())
+        if step % args.log_every == 0:
+            run.log(step=step, loss=sum(losses) / len(losses), lr=opt.param_groups[0]["lr"])
+            losses = []
+        if step % args.save_every == 0:
+            _save(run, unet, ema, opt, step, scaling)
+    _save(run, unet, ema, opt, step, scaling)
+    run.log(step=step, event="saved")
+
+
+def _save(run: RunDir, unet, ema, opt, step: int, scaling: float) -> None:
+    run.save({"model": unet.state_dict(), "ema": ema, "optimizer": opt.state_dict(), "step": torch.tensor(step),
+              "scaling_factor": torch.tensor(scaling)})
