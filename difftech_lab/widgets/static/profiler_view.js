@@ -1,10 +1,10 @@
 // ProfilerView: the op table sorts and filters here; the charts are SVG drawn from the synced report.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
-const STAGE_COLORS = { encode_prompt: "#8e6bbf", model: "#4c78a8", guidance: "#f58518", step: "#9ecae9",
-                       decode: "#54a24b" };
-const STAGE_NAMES = { encode_prompt: "text encode", model: "model calls", guidance: "guidance combine",
-                      step: "sampler (rest of step)", decode: "VAE decode" };
+const STAGE_COLORS = { encode_prompt: "#8e6bbf", encode_image: "#b279a2", model: "#4c78a8", guidance: "#f58518",
+                       step: "#9ecae9", decode: "#54a24b" };
+const STAGE_NAMES = { encode_prompt: "text encode", encode_image: "VAE encode", model: "model calls",
+                      guidance: "guidance combine", step: "sampler (rest of step)", decode: "VAE decode" };
 const COLUMNS = [
   ["name", "name", (v) => v],
   ["calls", "calls", (v) => String(v)],
