@@ -251,6 +251,10 @@ class LabServer:
             (scratch / sub).mkdir()
             env[var] = str(scratch / sub)
         env["PYTHONUNBUFFERED"] = "1"
+        # no "notified about Jupyter news?" toast over the widgets
+        notification = scratch / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+        notification.parent.mkdir(parents=True)
+        notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
         self.log = open(scratch / "server.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
@@ -422,6 +426,14 @@ def lab_server(browser, tmp_path_factory):
 @pytest.fixture
 def lab(browser, lab_server):
     """Factory for notebooks in the session's JupyterLab; pages and kernels are closed after the test."""
+    lab = Lab(browser, lab_server)
+    yield lab
+    lab.close()
+
+
+@pytest.fixture(scope="module")
+def module_lab(browser, lab_server):
+    """Like ``lab``, but kept for a whole test module: open one notebook and share it between its tests."""
     lab = Lab(browser, lab_server)
     yield lab
     lab.close()

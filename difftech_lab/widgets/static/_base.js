@@ -66,6 +66,19 @@ function widgetRoot(el, model, testid) {
   return root;
 }
 
+// Commit a text/number input on change and on Enter: JupyterLab's capture-phase shortcut handler
+// preventDefaults Enter, which would otherwise swallow the change event. Commits once per edit.
+function onCommit(input, fn) {
+  let committed = null;
+  const commit = () => { if (input.value !== committed) { committed = input.value; fn(); } };
+  input.addEventListener("focus", () => { committed = input.value; });
+  input.addEventListener("change", commit);
+  input.addEventListener("keydown", (e) => {
+    e.stopPropagation();
+    if (e.key === "Enter") commit();
+  });
+}
+
 function markReady(root) { root.setAttribute("data-ready", "1"); }
 
 // Pointer position in the element's own pixel coordinates (element may be scaled by CSS).

@@ -42,7 +42,7 @@ function render({ model, el }) {
   capturePointer(overlay);
   const list = h("div", { "data-testid": "list", style: { marginTop: "4px" } });
   const phraseInput = h("input", { "data-testid": "new-phrase", style: { width: "140px" } });
-  phraseInput.addEventListener("change", () => { model.set("new_phrase", phraseInput.value); model.save_changes(); });
+  onCommit(phraseInput, () => { model.set("new_phrase", phraseInput.value); model.save_changes(); });
   const toolbar = h("div", { style: { margin: "4px 0" } }, [h("label", {}, ["new box label ", phraseInput])]);
   root.append(toolbar, stage, list);
 
@@ -84,7 +84,7 @@ function render({ model, el }) {
   function drawList() {
     list.replaceChildren(...boxes.map(([phrase], i) => {
       const input = h("input", { "data-testid": `phrase-${i}`, value: phrase, style: { width: "160px" } });
-      input.addEventListener("change", () => { boxes[i][0] = input.value; drawBoxes(); sync(); });
+      onCommit(input, () => { boxes[i][0] = input.value; drawBoxes(); sync(); });
       input.addEventListener("focus", () => { selected = i; drawBoxes(); });
       const del = h("button", { "data-testid": `delete-${i}`, title: "delete box",
         onclick: () => { boxes.splice(i, 1); selected = -1; redraw(); sync(); } }, "×");

@@ -38,14 +38,14 @@ function render({ model, el }) {
   let sent = null;         // the value we last set, so its change echo is not taken for a kernel update
   let stroke = null;       // {base, cover, last}
   let frame = 0;
+  let imageURL = "";
 
   const bg = h("img", { "data-testid": "image", draggable: "false",
     style: { position: "absolute", left: 0, top: 0, width: "100%", height: "100%", pointerEvents: "none" } });
   const canvas = h("canvas", { "data-testid": "canvas",
     style: { position: "absolute", left: 0, top: 0, width: "100%", height: "100%", cursor: "crosshair" } });
   const stage = h("div", { "data-testid": "stage",
-    style: { position: "relative", background: "repeating-conic-gradient(#ccc 0 25%, #fff 0 50%) 0 0/16px 16px",
-             border: "1px solid #999" } }, [bg, canvas]);
+    style: { position: "relative", background: "#000", border: "1px solid #999" } }, [bg, canvas]);
   capturePointer(canvas);
   const ctx = canvas.getContext("2d");
 
@@ -78,13 +78,15 @@ function render({ model, el }) {
     if (canvas.width !== W || canvas.height !== H) { canvas.width = W; canvas.height = H; }
   }
 
-  // Mask shown as a translucent magenta overlay: alpha follows the strength.
+  // Over an image the mask is a translucent magenta overlay (alpha follows strength); on a blank canvas it
+  // is the strength map itself, black 0 to white 1.
   function draw() {
     frame = 0;
-    const img = ctx.createImageData(W, H);
+    const img = ctx.createImageData(W, H), overlay = Boolean(imageURL);
     for (let i = 0; i < mask.length; i++) {
-      img.data[4 * i] = 255; img.data[4 * i + 1] = 0; img.data[4 * i + 2] = 128;
-      img.data[4 * i + 3] = Math.round(mask[i] * 170);
+      const g = Math.round(mask[i] * 255);
+      img.data[4 * i] = overlay ? 255 : g; img.data[4 * i + 1] = overlay ? 0 : g; img.data[4 * i + 2] = overlay ? 128 : g;
+      img.data[4 * i + 3] = overlay ? Math.round(mask[i] * 170) : 255;
     }
     ctx.putImageData(img, 0, 0);
     let sum = 0; for (let i = 0; i < mask.length; i++) sum += mask[i];
@@ -173,12 +175,12 @@ function render({ model, el }) {
     size.value = model.get("brush_size");
     opacity.value = model.get("opacity");
   }
-  let imageURL = "";
   function showImage() {
     if (imageURL) URL.revokeObjectURL(imageURL);
     imageURL = pngURL(model.get("image"));
     if (imageURL) bg.src = imageURL;
     bg.style.display = imageURL ? "block" : "none";
+    draw();
   }
 
   model.on("change:mask", fromModel);

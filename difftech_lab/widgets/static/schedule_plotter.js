@@ -58,7 +58,7 @@ function render({ model, el }) {
   const controls = h("div", { style: { display: "flex", flexWrap: "wrap", gap: "10px", margin: "4px 0" } },
     CONTROLS.map(([key, label, step]) => {
       const input = h("input", { "data-testid": key, type: "number", step, style: { width: "72px" } });
-      input.addEventListener("change", () => {
+      onCommit(input, () => {
         const v = key === "steps" ? parseInt(input.value, 10) : parseFloat(input.value);
         if (Number.isFinite(v)) { model.set(key, v); model.save_changes(); }
       });
