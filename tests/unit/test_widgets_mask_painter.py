@@ -1,0 +1,64 @@
+"""MaskPainter's Python side: sizes, mask validation, area resize to latent size."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from difftech_lab.errors import InvalidArgumentError, ShapeError
+from difftech_lab.widgets._base import png_to_image
+from difftech_lab.widgets.mask_painter import MaskPainter
+
+
+class FakeSession:
+    def latent_shape(self, width, height):
+        return 4, height // 8, width // 8
+
+
+def test_image_sets_canvas_size_and_background():
+    painter = MaskPainter(Image.new("RGB", (40, 24), (10, 20, 30)))
+    assert (painter.width, painter.height) == (40, 24)
+    assert painter.mask.shape == (24, 40) and painter.mask.dtype == np.float32 and painter.mask.max() == 0
+    assert png_to_image(painter.image).getpixel((3, 3)) == (10, 20, 30)
+
+
+def test_result_like_object_uses_its_first_image():
+    class Result:
+        images = [Image.new("RGB", (16, 8))]
+    assert MaskPainter(Result()).mask.shape == (8, 16)
+
+
+def test_blank_canvas():
+    painter = MaskPainter(width=30, height=20)
+    assert painter.image == b"" and painter.mask.shape == (20, 30)
+    with pytest.raises(InvalidArgumentError, match="0x20"):
+        MaskPainter(width=0, height=20)
+
+
+def test_mask_is_validated_clipped_and_float32():
+    painter = MaskPainter(width=4, height=2)
+    painter.mask = np.array([[-1, 0.5, 2, 1]] * 2, dtype=np.float64)
+    assert painter.mask.dtype == np.float32
+    assert painter.mask[0].tolist() == [0.0, 0.5, 1.0, 1.0]
+    with pytest.raises(ShapeError, match=r"\(3, 4\)"):
+        painter.mask = np.zeros((3, 4))
+
+
+def test_mask_at_is_the_area_average():
+    rng = np.random.default_rng(0)
+    painter = MaskPainter(width=64, height=48, session=FakeSession())
+    painter.mask = rng.random((48, 64))
+    expected = painter.mask.reshape(6, 8, 8, 8).mean(axis=(1, 3))      # mean over each 8×8 block
+    np.testing.assert_allclose(painter.mask_at(6, 8), expected, rtol=1e-5)
+    np.testing.assert_allclose(painter.mask_at(), expected, rtol=1e-5)  # the session's latent size
+
+
+def test_mask_at_keeps_a_constant_mask_constant_at_any_size():
+    painter = MaskPainter(width=50, height=30)
+    painter.mask = np.full((30, 50), 0.25)
+    np.testing.assert_allclose(painter.mask_at(7, 11), 0.25, rtol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="session"):
+        painter.mask_at()
+
+
+def test_repr_is_stable():
+    assert repr(MaskPainter(width=8, height=4)) == "MaskPainter(8x4)"
