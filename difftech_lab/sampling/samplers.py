@@ -215,7 +215,8 @@ def sample_restart(
     N_restart Heun steps over a Karras grid t_max → t_min, so it costs 2·N_restart evaluations. The official
     code's small churn inside segments is left out, so K=0 is exactly :func:`sample_edm` with S_churn=0.
     Unlike A1111 the main schedule is used as given (A1111 shortens it to keep the total NFE).
-    Callback steps are numbered through main and restart steps alike.
+    Callback steps are numbered through main and restart steps alike. The jump assumes σ-space
+    ``x_σ = x0 + σ·ε`` (VE, or VP models through their ModelSampling), not flow models.
     """
     model, sigmas = _CountedDenoiser(denoiser), _floats(sigmas)
     plan = _restart_plan(sigmas, default_restart_list(len(sigmas) - 1) if restart_list is None else restart_list)
