@@ -58,7 +58,7 @@ class ModelSampling:
         return float(self._sigmas[-1])
 
     def sigma_to_t(self, sigma) -> torch.Tensor:
-        """Continuous timestep: linear interpolation in log σ between training steps (k-diffusion DiscreteSchedule)."""
+        """Continuous timestep: linear in log σ between training steps (k-diffusion DiscreteSchedule)."""
         sigma = torch.as_tensor(sigma)
         log_sigma = sigma.double().log()
         log_sigmas = self._log_sigmas.to(log_sigma.device)
@@ -131,7 +131,7 @@ class EpsDiscrete(DiscreteModelSampling):
 
 
 class VDiscrete(DiscreteModelSampling):
-    """v-prediction (Salimans & Ho 2022) with σ_data=1: ``x̂0 = c_skip·x + c_out·v``, c_skip=1/(σ²+1), c_out=−σ/√(σ²+1)."""
+    """v-prediction (Salimans & Ho 2022), σ_data=1: ``x̂0 = c_skip·x + c_out·v``, c_skip=1/(σ²+1), c_out=−σ/√(σ²+1)."""
 
     @staticmethod
     def _scalings(x, sigma):
@@ -235,7 +235,7 @@ def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
 
 
 def lcm_boundary_scalings(timestep, timestep_scaling: float = 10.0, sigma_data: float = 0.5):
-    """LCM (Luo et al. 2023) consistency boundary condition: ``f = c_skip·x_t + c_out·x̂0`` with c_skip(0)=1, c_out(0)=0."""
+    """LCM (Luo et al. 2023) boundary condition: ``f = c_skip·x_t + c_out·x̂0``, c_skip(0)=1, c_out(0)=0."""
     scaled = torch.as_tensor(timestep, dtype=torch.float32) * timestep_scaling
     c_skip = sigma_data**2 / (scaled**2 + sigma_data**2)
     c_out = scaled / (scaled**2 + sigma_data**2) ** 0.5

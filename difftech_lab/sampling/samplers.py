@@ -96,7 +96,7 @@ def sample_euler(
 
 
 def get_ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
-    """k-diffusion: split σ_from → σ_to into a deterministic step to σ_down and fresh noise σ_up, σ_down²+σ_up²=σ_to²."""
+    """k-diffusion: split σ_from → σ_to into a step to σ_down and fresh noise σ_up, σ_down² + σ_up² = σ_to²."""
     if not eta:
         return sigma_to, 0.0
     sigma_up = min(sigma_to, eta * math.sqrt(sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2))
@@ -209,7 +209,7 @@ def sample_restart(
     S_noise: float = 1.0,              # scale of the forward-jump noise; 1 is exact
     rho: float = 7.0,                  # Karras ρ of the restart segments
 ) -> torch.Tensor:
-    """Restart sampling, Xu et al. 2023 (arXiv 2306.14878): Heun main ODE; at t_min jump K times to t_max and re-solve.
+    """Restart sampling, Xu et al. 2023 (arXiv 2306.14878): Heun ODE; at t_min jump K times to t_max and re-solve.
 
     t_min is snapped to the main σ at the restart index, as the official code does. Each restart segment is
     N_restart Heun steps over a Karras grid t_max → t_min, so it costs 2·N_restart evaluations. The official

@@ -137,7 +137,7 @@ def resolution_shift_mu(
     base_shift: float = 0.5,
     max_shift: float = 1.15,
 ) -> float:
-    """μ linear in the latent token count: base_shift at base_seq_len → max_shift at max_seq_len (diffusers calculate_shift)."""
+    """μ linear in the token count: base_shift at base_seq_len → max_shift at max_seq_len (diffusers calculate_shift)."""
     m = (max_shift - base_shift) / (max_seq_len - base_seq_len)
     return image_seq_len * m + base_shift - m * base_seq_len
 
