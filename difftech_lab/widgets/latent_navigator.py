@@ -188,9 +188,10 @@ class LatentNavigator(Widget):
         noise = self._noise(spec, k, seed)
         text = spec.get("prompt", prompt if "embedding" not in spec else None)
         embedding = spec["embedding"] if "embedding" in spec else self.session.encode_prompt(text)
-        parts = ([f"seed {spec['seed']}"] if "seed" in spec else [f"latent {k}"] if "latent" in spec else []) + (
-            [_short(spec["prompt"])] if "prompt" in spec else ["embedding"] if "embedding" in spec else [])
-        return Anchor(label=spec.get("label", " · ".join(parts)), noise=noise, embedding=embedding, prompt=text)
+        noise_part = f"latent {k}" if "latent" in spec else f"seed {spec['seed']}" if "seed" in spec else None
+        prompt_part = "embedding" if "embedding" in spec else _short(spec["prompt"]) if "prompt" in spec else None
+        label = spec.get("label") or " · ".join(p for p in (noise_part, prompt_part) if p)
+        return Anchor(label=label, noise=noise, embedding=embedding, prompt=text)
 
     def _noise(self, spec: dict, k: int, seed: int) -> torch.Tensor:
         if "latent" not in spec:

@@ -81,3 +81,16 @@ def test_magic_off_and_on(shell, capsys):
         shell.run_line_magic("difftech", "frobnicate")
     with pytest.raises(InvalidArgumentError, match="no variable 'nope'"):
         shell.run_line_magic("difftech", "session nope")
+
+
+def test_load_ext_registers_the_magic():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "difftech_lab")
+    try:
+        assert "difftech" in shell.magics_manager.magics["line"]
+        assert "image/png" in shell.display_formatter.format(torch.tensor([3.0, 1.0, 0.0]))[0]
+    finally:
+        ext.unload_ipython_extension(shell)
+        shell.extension_manager.loaded.discard("difftech_lab")
