@@ -57,7 +57,11 @@ class StepPreview(Widget):
     # ------------------------------------------------------------------------------------ the step events
     def __call__(self, event) -> None:
         """The step-event callback: ``session.generate(..., callback=preview)``."""
-        x0, xt = self._thumbnails(event)
+        try:
+            x0, xt = self._thumbnails(event)
+        except Exception as exc:  # raised into the generation too, but the widget must say why it stopped
+            self.report(exc)
+            raise
         with self._lock:
             if event.i == 0 or (self._frames and event.i <= max(self._frames)):
                 self._frames = dict(self._base or {})

@@ -323,3 +323,14 @@ def test_profiler_view_report_can_be_replaced_and_refuses_other_types():
         view.report = {"ops": []}
     with pytest.raises(Exception):
         view.sort_by = "not_a_column"
+
+
+def test_step_preview_callback_error_reaches_the_widget_and_the_caller():
+    from difftech_lab.widgets.step_preview import StepPreview
+
+    session = FakeSession()
+    session.preview = lambda latents: (_ for _ in ()).throw(ShapeError("latent has 3 channels"))
+    preview = StepPreview(session)
+    with pytest.raises(ShapeError):
+        preview(_events(2)[0])
+    assert "latent has 3 channels" in preview.error
