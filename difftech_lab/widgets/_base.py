@@ -101,6 +101,14 @@ def image_to_png(image: Any) -> bytes:
     return buf.getvalue()
 
 
+def background_traits(image: Any) -> dict:
+    """``image``, ``width`` and ``height`` trait values for a picture to draw over (a Result: its first image)."""
+    if hasattr(image, "images"):
+        image = image.images[0]
+    pil = to_pil(image)
+    return {"image": image_to_png(pil), "width": pil.width, "height": pil.height}
+
+
 def png_to_image(data: bytes) -> Image.Image:
     """Inverse of :func:`image_to_png`."""
     return Image.open(io.BytesIO(bytes(data))).copy()

@@ -7,7 +7,7 @@ import math
 import traitlets
 
 from ..errors import InvalidArgumentError
-from ._base import Widget, binary_trait, image_to_png, load_esm, to_pil
+from ._base import Widget, background_traits, binary_trait, load_esm
 
 
 def _boxes_from_json(value, widget=None):
@@ -42,13 +42,10 @@ class BoxEditor(Widget):
     display_size = traitlets.Int(384, help="longest side on screen, in CSS pixels").tag(sync=True)
 
     def __init__(self, image=None, boxes=(), *, width: int = 512, height: int = 512, **kwargs):
-        if hasattr(image, "images"):
-            image = image.images[0]
+        size = {"width": width, "height": height}
         if image is not None:
-            pil = to_pil(image)
-            width, height = pil.size
-            kwargs["image"] = image_to_png(pil)
-        super().__init__(width=width, height=height, boxes=list(boxes), **kwargs)
+            size = background_traits(image)
+        super().__init__(**size, boxes=list(boxes), **kwargs)
 
     @traitlets.validate("boxes")
     def _check_boxes(self, proposal):

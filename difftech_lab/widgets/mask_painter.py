@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import traitlets
 
 from ..errors import InvalidArgumentError, ShapeError
-from ._base import NDArray, Widget, binary_trait, image_to_png, load_esm, to_pil
+from ._base import NDArray, Widget, background_traits, binary_trait, load_esm
 
 
 class MaskPainter(Widget):
@@ -38,12 +38,9 @@ class MaskPainter(Widget):
     display_size = traitlets.Int(384, help="longest side on screen, in CSS pixels").tag(sync=True)
 
     def __init__(self, image=None, width: int = 512, height: int = 512, session=None, **kwargs):
-        if hasattr(image, "images"):
-            image = image.images[0]
         if image is not None:
-            pil = to_pil(image)
-            width, height = pil.size
-            kwargs["image"] = image_to_png(pil)
+            kwargs.update(background_traits(image))
+            width, height = kwargs.pop("width"), kwargs.pop("height")
         if width < 1 or height < 1:
             raise InvalidArgumentError(f"canvas size {width}x{height} must be positive; pass width= and height=")
         super().__init__(width=width, height=height, mask=np.zeros((height, width), np.float32), **kwargs)

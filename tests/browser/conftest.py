@@ -55,6 +55,22 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+def drag_through(page, box, points, steps: int = 5):
+    """A left-button mouse drag through ``points``, given as (x, y) fractions of ``box`` (a bounding box)."""
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=steps)
+    page.mouse.up()
+
+
+@pytest.fixture
+def drag():
+    """``drag(page, box, [(fx, fy), …])``: a mouse drag through fractions of an element's bounding box."""
+    return drag_through
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not os.path.exists(CHROMIUM):

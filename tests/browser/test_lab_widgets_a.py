@@ -30,16 +30,7 @@ def nb(module_lab):
     return nb
 
 
-def drag(page, box, points):
-    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
-    page.mouse.move(*xy[0])
-    page.mouse.down()
-    for x, y in xy[1:]:
-        page.mouse.move(x, y, steps=5)
-    page.mouse.up()
-
-
-def test_stroke_paints_mask_and_python_mask_shows_in_both_views(nb):
+def test_stroke_paints_mask_and_python_mask_shows_in_both_views(nb, drag):
     painter = nb.widget("mask-painter")
     drag(nb.page, painter.get_by_test_id("canvas").bounding_box(), [(0.1, 0.5), (0.9, 0.5)])
     mean = nb.wait_until("float(painter.mask.mean())", lambda v: v > 0)
@@ -53,7 +44,7 @@ def test_stroke_paints_mask_and_python_mask_shows_in_both_views(nb):
         view.get_by_test_id("readout").filter(has_text="mean 0.500").wait_for(timeout=10_000)
 
 
-def test_drawn_box_appears_in_boxes_and_python_boxes_render(nb):
+def test_drawn_box_appears_in_boxes_and_python_boxes_render(nb, drag):
     editor = nb.widget("box-editor")
     drag(nb.page, editor.get_by_test_id("overlay").bounding_box(), [(0.25, 0.25), (0.75, 0.5)])
     boxes = nb.wait_until("boxes.boxes", lambda v: len(v) == 1)

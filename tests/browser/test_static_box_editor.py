@@ -6,17 +6,6 @@ from PIL import Image
 from difftech_lab.widgets.box_editor import BoxEditor
 
 
-def drag(page, start, end):
-    page.mouse.move(*start)
-    page.mouse.down()
-    page.mouse.move(*end, steps=5)
-    page.mouse.up()
-
-
-def at(box, fx, fy):
-    return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
-
-
 @pytest.fixture
 def editor(static_widget):
     return static_widget(BoxEditor(Image.new("RGB", (80, 40), (200, 200, 180)), display_size=400, new_phrase="a cat"))
@@ -26,31 +15,32 @@ def close(a, b, tol=0.01):
     return all(abs(x - y) <= tol for x, y in zip(a, b))
 
 
-def test_drawn_box_syncs_normalised_coordinates(editor):
-    stage = editor.page.get_by_test_id("overlay").bounding_box()
-    drag(editor.page, at(stage, 0.6, 0.8), at(stage, 0.1, 0.2))      # drawn bottom-right to top-left
+def overlay(h):
+    return h.page.get_by_test_id("overlay").bounding_box()
+
+
+def test_drawn_box_syncs_normalised_coordinates(editor, drag):
+    drag(editor.page, overlay(editor), [(0.6, 0.8), (0.1, 0.2)])      # drawn bottom-right to top-left
     assert editor.saves() == [["boxes"]]
     (phrase, box), = editor.pull().boxes
     assert phrase == "a cat" and close(box, [0.1, 0.2, 0.6, 0.8])
     editor.screenshot("static_box_editor_drawn")
 
 
-def test_click_without_drag_draws_nothing(editor):
-    stage = editor.page.get_by_test_id("overlay").bounding_box()
-    editor.page.mouse.click(*at(stage, 0.5, 0.5))
+def test_click_without_drag_draws_nothing(editor, drag):
+    drag(editor.page, overlay(editor), [(0.5, 0.5)])
     assert editor.pull().boxes == []
 
 
-def test_move_and_resize_keep_the_box_inside(editor):
+def test_move_and_resize_keep_the_box_inside(editor, drag):
     editor.push(boxes=[("dog", [0.2, 0.2, 0.4, 0.6])])
-    stage = editor.page.get_by_test_id("overlay").bounding_box()
-    drag(editor.page, at(stage, 0.3, 0.4), at(stage, 0.5, 0.5))       # move by (+0.2, +0.1)
+    stage = overlay(editor)
+    drag(editor.page, stage, [(0.3, 0.4), (0.5, 0.5)])       # move by (+0.2, +0.1)
     (_, box), = editor.pull().boxes
     assert close(box, [0.4, 0.3, 0.6, 0.7])
-    drag(editor.page, at(stage, 0.5, 0.5), at(stage, 1.5, 0.5))       # dragged far right: stops at the edge
+    drag(editor.page, stage, [(0.5, 0.5), (1.5, 0.5)])       # dragged far right: stops at the edge
     assert close(editor.pull().boxes[0][1], [0.8, 0.3, 1.0, 0.7])
-    handle = editor.page.get_by_test_id("handle-0-nw").bounding_box()
-    drag(editor.page, (handle["x"] + 4, handle["y"] + 4), at(stage, 0.5, 0.1))
+    drag(editor.page, stage, [(0.8, 0.3), (0.5, 0.1)])
     assert close(editor.pull().boxes[0][1], [0.5, 0.1, 1.0, 0.7])
 
 
@@ -66,7 +56,7 @@ def test_python_side_boxes_render(editor):
     editor.push(boxes=[("sun", [0.0, 0.0, 0.5, 0.5])])
     rect = editor.page.get_by_test_id("box-0")
     assert rect.get_attribute("data-phrase") == "sun"
-    stage = editor.page.get_by_test_id("overlay").bounding_box()
+    stage = overlay(editor)
     rb = rect.bounding_box()
     assert abs(rb["width"] - 0.5 * stage["width"]) < 3 and abs(rb["x"] - stage["x"]) < 3
     editor.push(boxes=[])

@@ -7,16 +7,6 @@ from PIL import Image
 from difftech_lab.widgets.mask_painter import MaskPainter
 
 
-def drag(page, box, points):
-    """A mouse stroke through ``points`` given as fractions of the element's box."""
-    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
-    page.mouse.move(*xy[0])
-    page.mouse.down()
-    for x, y in xy[1:]:
-        page.mouse.move(x, y, steps=4)
-    page.mouse.up()
-
-
 @pytest.fixture
 def painter(static_widget):
     widget = MaskPainter(Image.new("RGB", (64, 48), (30, 90, 160)), display_size=256, brush_size=8)
@@ -27,7 +17,7 @@ def canvas_box(h):
     return h.page.get_by_test_id("canvas").bounding_box()
 
 
-def test_stroke_paints_a_band_and_syncs_once_at_stroke_end(painter):
+def test_stroke_paints_a_band_and_syncs_once_at_stroke_end(painter, drag):
     drag(painter.page, canvas_box(painter), [(0.1, 0.5), (0.9, 0.5)])
     assert painter.saves() == [["mask"]]
     mask = painter.pull().mask
@@ -37,7 +27,7 @@ def test_stroke_paints_a_band_and_syncs_once_at_stroke_end(painter):
     painter.screenshot("static_mask_painter_stroke")
 
 
-def test_erase_soft_and_opacity(painter):
+def test_erase_soft_and_opacity(painter, drag):
     box = canvas_box(painter)
     drag(painter.page, box, [(0.1, 0.5), (0.9, 0.5)])
     painter.page.get_by_test_id("mode").click()
@@ -52,7 +42,7 @@ def test_erase_soft_and_opacity(painter):
     assert 0.0 < row[12] < row[7]                   # soft falloff towards the rim
 
 
-def test_undo_redo_clear_invert_feather(painter):
+def test_undo_redo_clear_invert_feather(painter, drag):
     page = painter.page
     drag(page, canvas_box(painter), [(0.1, 0.5), (0.9, 0.5)])
     painted = painter.pull().mask.copy()

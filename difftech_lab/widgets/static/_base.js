@@ -21,6 +21,21 @@ function pngURL(dv) {
   return URL.createObjectURL(new Blob([dv], { type: "image/png" }));
 }
 
+// Keep an <img> showing the PNG bytes of the `image` trait, then call `after`; returns "is one shown?".
+function bindImage(img, model, after = () => {}) {
+  let url = "";
+  const show = () => {
+    if (url) URL.revokeObjectURL(url);
+    url = pngURL(model.get("image"));
+    if (url) img.src = url;
+    img.style.display = url ? "block" : "none";
+    after();
+  };
+  model.on("change:image", show);
+  show();
+  return () => Boolean(url);
+}
+
 function h(tag, attrs = {}, children = []) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {

@@ -151,20 +151,13 @@ function render({ model, el }) {
     stage.style.height = `${sh}px`;
     drawBoxes();
   }
-  let imageURL = "";
-  function showImage() {
-    if (imageURL) URL.revokeObjectURL(imageURL);
-    imageURL = pngURL(model.get("image"));
-    if (imageURL) bg.src = imageURL;
-    bg.style.display = imageURL ? "block" : "none";
-  }
 
   model.on("change:boxes", fromModel);
   model.on("change:new_phrase", () => { phraseInput.value = model.get("new_phrase"); });
   for (const key of ["width", "height", "display_size"]) model.on(`change:${key}`, layout);
-  model.on("change:image", showImage);
   phraseInput.value = model.get("new_phrase");
-  showImage(); layout(); fromModel();
+  bindImage(bg, model);
+  layout(); fromModel();
   markReady(root);
 }
 

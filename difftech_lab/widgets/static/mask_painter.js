@@ -38,7 +38,7 @@ function render({ model, el }) {
   let sent = null;         // the value we last set, so its change echo is not taken for a kernel update
   let stroke = null;       // {base, cover, last}
   let frame = 0;
-  let imageURL = "";
+  let hasImage = () => false;
 
   const bg = h("img", { "data-testid": "image", draggable: "false",
     style: { position: "absolute", left: 0, top: 0, width: "100%", height: "100%", pointerEvents: "none" } });
@@ -82,7 +82,7 @@ function render({ model, el }) {
   // is the strength map itself, black 0 to white 1.
   function draw() {
     frame = 0;
-    const img = ctx.createImageData(W, H), overlay = Boolean(imageURL);
+    const img = ctx.createImageData(W, H), overlay = hasImage();
     for (let i = 0; i < mask.length; i++) {
       const g = Math.round(mask[i] * 255);
       img.data[4 * i] = overlay ? 255 : g; img.data[4 * i + 1] = overlay ? 0 : g; img.data[4 * i + 2] = overlay ? 128 : g;
@@ -175,21 +175,15 @@ function render({ model, el }) {
     size.value = model.get("brush_size");
     opacity.value = model.get("opacity");
   }
-  function showImage() {
-    if (imageURL) URL.revokeObjectURL(imageURL);
-    imageURL = pngURL(model.get("image"));
-    if (imageURL) bg.src = imageURL;
-    bg.style.display = imageURL ? "block" : "none";
-    draw();
-  }
 
   model.on("change:mask", fromModel);
   model.on("change:width", fromModel);
   model.on("change:height", fromModel);
   model.on("change:display_size", () => { layout(); draw(); });
-  model.on("change:image", showImage);
   for (const key of ["mode", "soft", "brush_size", "opacity"]) model.on(`change:${key}`, controls);
-  layout(); showImage(); controls(); fromModel();
+  layout();
+  hasImage = bindImage(bg, model, draw);
+  controls(); fromModel();
   markReady(root);
   return () => { if (frame) cancelAnimationFrame(frame); };
 }
