@@ -83,12 +83,13 @@ def _frame(chunk: PromptChunk, tokenizer) -> tuple[list[int], list[float]]:
 
 def apply_emphasis(z: torch.Tensor, weights: torch.Tensor, mode: str = "original") -> torch.Tensor:
     """A1111 emphasis: ``z *= w`` per token, then (``original``) ``z *= mean(z_orig) / mean(z_new)``."""
-    if mode in ("ignore", "none"):
-        return z
+    if mode in ("ignore", "none") or bool((weights == 1).all()):
+        return z  # unweighted text stays bit-identical to a plain encode, whatever its mean
     original_mean = z.mean()
     z = z * weights.reshape(*weights.shape, 1).to(z.dtype)
-    if mode == "original":
-        z = z * (original_mean / z.mean())
+    new_mean = z.mean()
+    if mode == "original" and new_mean != 0:  # a zero mean (e.g. fresh LayerNorm weights) has nothing to restore
+        z = z * (original_mean / new_mean)
     return z
 
 
@@ -186,7 +187,8 @@ class PromptEncoder:
         elif clip_skip == 1:
             z = out.last_hidden_state
         else:
-            z = encoder.text_model.final_layer_norm(out.hidden_states[-clip_skip])
+            # transformers 5 flattens CLIPTextModel; the projection model still wraps a text_model
+            z = getattr(encoder, "text_model", encoder).final_layer_norm(out.hidden_states[-clip_skip])
         z = apply_emphasis(z, torch.tensor([weights], device=z.device), self.emphasis)
         pooled = getattr(out, "text_embeds", None)
         return z, pooled if pooled is not None else out.pooler_output
