@@ -363,6 +363,18 @@ class NotebookPage:
         for i in range(count):
             self.run_cell(i)
 
+    def save(self):
+        """Save the notebook (outputs included) through the UI command."""
+        self.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        self.page.wait_for_function(f"() => !{self.PANEL}.context.model.dirty", timeout=10_000)
+
+    def reopen(self):
+        """Reload the page, as closing and reopening the browser tab does; the kernel keeps running."""
+        self.page.reload()
+        self.page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
+        self.page.evaluate("() => window.jupyterapp.restored")
+        self.wait_kernel()
+
     def execute(self, code: str) -> str:
         """Run ``code`` in the kernel outside any cell; return its stdout (raise on an error reply)."""
         result = self.page.evaluate(

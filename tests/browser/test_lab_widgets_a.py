@@ -89,3 +89,15 @@ def test_schedule_control_changes_sigmas_and_errors_show_in_widget(nb):
     banner.wait_for(state="visible", timeout=10_000)
     assert "sigma_min=100" in banner.inner_text()
     nb.screenshot("lab_schedule_plotter_error")
+
+
+def test_reloading_the_page_restores_every_widget_from_the_kernel(nb):
+    """Runs last: reopening the notebook re-renders the widgets with the state the kernel holds."""
+    nb.execute("painter.mask = np.full((64, 96), 0.25, np.float32); boxes.boxes = [('moon', [0.1, 0.1, 0.2, 0.2])]")
+    nb.save()
+    nb.reopen()
+    nb.widget("mask-painter").get_by_test_id("readout").filter(has_text="mean 0.250").wait_for(timeout=20_000)
+    assert nb.widget("box-editor").get_by_test_id("box-0").get_attribute("data-phrase") == "moon"
+    assert nb.widget("curve-editor").get_by_test_id("kf-2").count() == 1
+    nb.widget("schedule-plotter")
+    nb.screenshot("lab_reloaded")
