@@ -118,7 +118,7 @@ class PromptEncoder:
             raise UnknownNameError("emphasis mode", emphasis, EMPHASIS_MODES)
         if cache_size < 0:
             raise InvalidArgumentError(f"cache_size={cache_size}: must be >= 0 (0 turns the cache off)")
-        self.pairs = [(tokenizer, text_encoder)] + ([(tokenizer_2, text_encoder_2)] if tokenizer_2 else [])
+        self.pairs = [(tokenizer, text_encoder)] + ([(tokenizer_2, text_encoder_2)] if tokenizer_2 is not None else [])
         self.is_sdxl = len(self.pairs) == 2
         self.clip_skip = self._check_clip_skip(clip_skip)
         self.cache_size, self.comma_padding_backtrack, self.emphasis = cache_size, comma_padding_backtrack, emphasis
