@@ -143,6 +143,21 @@ class Widget(anywidget.AnyWidget):
         return call
 
 
+class OverImage(Widget):
+    """A widget drawn over a picture, or over a blank ``width`` × ``height`` canvas."""
+
+    image = binary_trait(help="PNG bytes of the background picture; empty for a blank canvas")
+    width = traitlets.Int(512).tag(sync=True)
+    height = traitlets.Int(512).tag(sync=True)
+    display_size = traitlets.Int(384, help="longest side on screen, in CSS pixels").tag(sync=True)
+
+    def set_image(self, image) -> None:
+        """Draw over ``image`` from now on (PIL, HWC array, or a Result: its first image)."""
+        with self.hold_sync(), self.hold_trait_notifications():
+            for name, value in background_traits(image).items():
+                setattr(self, name, value)
+
+
 class Superseded(Exception):
     """Raised inside a render whose request a newer one has replaced."""
 

@@ -7,7 +7,7 @@ import math
 import traitlets
 
 from ..errors import InvalidArgumentError
-from ._base import Widget, background_traits, binary_trait, load_esm
+from ._base import OverImage, background_traits, load_esm
 
 
 def _boxes_from_json(value, widget=None):
@@ -25,7 +25,7 @@ def normalise_box(phrase, box) -> tuple[str, list[float]]:
     return str(phrase), [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
 
 
-class BoxEditor(Widget):
+class BoxEditor(OverImage):
     """``.boxes == [(phrase, [x0, y0, x1, y1]), …]`` in [0, 1] image coordinates, top-left origin.
 
     Drag on empty space to draw a box (labelled with ``new_phrase``), drag a box to move it, drag a corner to
@@ -34,12 +34,8 @@ class BoxEditor(Widget):
 
     _esm = load_esm("box_editor.js")
 
-    image = binary_trait(help="PNG bytes of the background picture; empty for a blank canvas")
-    width = traitlets.Int(512).tag(sync=True)
-    height = traitlets.Int(512).tag(sync=True)
     boxes = traitlets.List().tag(sync=True, from_json=_boxes_from_json)
     new_phrase = traitlets.Unicode("object", help="label given to a newly drawn box").tag(sync=True)
-    display_size = traitlets.Int(384, help="longest side on screen, in CSS pixels").tag(sync=True)
 
     def __init__(self, image=None, boxes=(), *, width: int = 512, height: int = 512, **kwargs):
         size = {"width": width, "height": height}

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 import traitlets
 
 from ..errors import InvalidArgumentError, ShapeError
-from ._base import NDArray, Widget, background_traits, binary_trait, load_esm
+from ._base import NDArray, OverImage, background_traits, load_esm
 
 
-class MaskPainter(Widget):
+class MaskPainter(OverImage):
     """Paint (1) and erase (0) over ``image``; ``.mask`` is a float32 ``(height, width)`` array in [0, 1].
 
     Args:
@@ -26,16 +26,12 @@ class MaskPainter(Widget):
 
     _esm = load_esm("mask_painter.js")
 
-    image = binary_trait(help="PNG bytes of the background picture; empty for a blank canvas")
-    width = traitlets.Int(512).tag(sync=True)
-    height = traitlets.Int(512).tag(sync=True)
     mask = NDArray(help="float32 (height, width) strength map in [0, 1]")
     brush_size = traitlets.Int(24).tag(sync=True)
     mode = traitlets.Enum(("paint", "erase"), "paint").tag(sync=True)
     soft = traitlets.Bool(False).tag(sync=True)
     opacity = traitlets.Float(1.0, min=0.0, max=1.0).tag(sync=True)
     feather_radius = traitlets.Int(4, min=1).tag(sync=True)
-    display_size = traitlets.Int(384, help="longest side on screen, in CSS pixels").tag(sync=True)
 
     def __init__(self, image=None, width: int = 512, height: int = 512, session=None, **kwargs):
         if image is not None:
@@ -56,6 +52,12 @@ class MaskPainter(Widget):
             raise ShapeError(f"mask of shape {mask.shape} does not match the canvas ({self.height}, {self.width}); "
                              "resize it to the image first")
         return np.clip(mask, 0.0, 1.0)
+
+    @traitlets.observe("width", "height")
+    def _resize_canvas(self, change):
+        """A picture of another size starts a blank mask: the old one no longer lines up with it."""
+        if self.mask.shape != (self.height, self.width):
+            self.mask = np.zeros((self.height, self.width), np.float32)
 
     def mask_at(self, height: int | None = None, width: int | None = None) -> np.ndarray:
         """The mask area-averaged to ``(height, width)`` (default: the session's latent size)."""

@@ -71,3 +71,11 @@ def test_python_side_mask_renders(painter):
         const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
         return [d[4 * (10 * c.width + 5) + 3], d[4 * (10 * c.width + 60) + 3]]; }""")
     assert alpha[0] > 100 and alpha[1] == 0
+
+
+def test_brush_ring_follows_the_pointer_at_brush_size(painter):
+    box = canvas_box(painter)
+    painter.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    ring = painter.page.get_by_test_id("brush-ring").bounding_box()
+    assert abs(ring["width"] - 8 * box["width"] / 64) < 1.5       # brush 8 px on a 64 px wide image
+    assert abs(ring["x"] + ring["width"] / 2 - (box["x"] + box["width"] / 2)) < 1.5

@@ -32,3 +32,10 @@ def test_pixel_coordinates_are_refused():
 
 def test_repr_is_stable():
     assert repr(BoxEditor(boxes=[("a", [0, 0, 1, 1])])) == "BoxEditor(1 boxes)"
+
+
+def test_set_image_keeps_normalised_boxes():
+    editor = BoxEditor(boxes=[("cat", [0.1, 0.1, 0.5, 0.5])])
+    editor.set_image(Image.new("RGB", (30, 60)))
+    assert (editor.width, editor.height) == (30, 60) and editor.image.startswith(b"\x89PNG")
+    assert editor.boxes == [("cat", [0.1, 0.1, 0.5, 0.5])]

@@ -62,3 +62,12 @@ def test_mask_at_keeps_a_constant_mask_constant_at_any_size():
 
 def test_repr_is_stable():
     assert repr(MaskPainter(width=8, height=4)) == "MaskPainter(8x4)"
+
+
+def test_set_image_of_another_size_starts_a_blank_mask_and_same_size_keeps_it():
+    painter = MaskPainter(width=8, height=4)
+    painter.mask = np.ones((4, 8))
+    painter.set_image(Image.new("RGB", (8, 4), (255, 0, 0)))
+    assert painter.mask.max() == 1.0 and png_to_image(painter.image).getpixel((0, 0)) == (255, 0, 0)
+    painter.set_image(Image.new("RGB", (6, 3)))
+    assert painter.mask.shape == (3, 6) and painter.mask.max() == 0.0

@@ -44,8 +44,12 @@ function render({ model, el }) {
     style: { position: "absolute", left: 0, top: 0, width: "100%", height: "100%", pointerEvents: "none" } });
   const canvas = h("canvas", { "data-testid": "canvas",
     style: { position: "absolute", left: 0, top: 0, width: "100%", height: "100%", cursor: "crosshair" } });
+  // The brush outline follows the pointer, so size and position are visible before painting.
+  const ring = h("div", { "data-testid": "brush-ring",
+    style: { position: "absolute", border: "1px solid #fff", outline: "1px solid #000", borderRadius: "50%",
+             pointerEvents: "none", display: "none", boxSizing: "border-box" } });
   const stage = h("div", { "data-testid": "stage",
-    style: { position: "relative", background: "#000", border: "1px solid #999" } }, [bg, canvas]);
+    style: { position: "relative", background: "#000", border: "1px solid #999", overflow: "hidden" } }, [bg, canvas, ring]);
   capturePointer(canvas);
   const ctx = canvas.getContext("2d");
 
@@ -145,7 +149,14 @@ function render({ model, el }) {
     stamp(x, y);
     requestDraw();
   });
+  function moveRing(e) {
+    const r = canvas.getBoundingClientRect(), d = model.get("brush_size") * r.width / W;
+    Object.assign(ring.style, { display: "block", width: `${d}px`, height: `${d}px`,
+      left: `${e.clientX - r.left - d / 2}px`, top: `${e.clientY - r.top - d / 2}px` });
+  }
+  canvas.addEventListener("pointerleave", () => { ring.style.display = "none"; });
   canvas.addEventListener("pointermove", (e) => {
+    moveRing(e);
     if (!stroke) return;
     e.preventDefault(); e.stopPropagation();
     strokeTo(...localPoint(canvas, e, W, H));
