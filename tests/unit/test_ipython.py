@@ -94,3 +94,16 @@ def test_load_ext_registers_the_magic():
     finally:
         ext.unload_ipython_extension(shell)
         shell.extension_manager.loaded.discard("difftech_lab")
+
+
+def test_a_real_result_displays_as_html(shell):
+    from difftech_lab.recipe import Recipe
+    from difftech_lab.session import Result
+
+    result = Result(images=[Image.new("RGB", (8, 8), "red")] * 3, latents=torch.zeros(3, 4, 1, 1),
+                    recipe=Recipe(prompt="a red square", steps=4, seed=7), nfe=8, timings={"total": 0.1},
+                    sigmas=torch.tensor([1.0, 0.0]))
+    data = _bundle(shell, result)
+    assert data["text/plain"] == repr(result)
+    html = data["text/html"]
+    assert "a red square" in html and "Seed: 7" in html and "NFE: 8" in html and "0.1" not in html
