@@ -95,7 +95,9 @@ class Session:
             model = load_folder(bundled_model_path() if model is None else model, device, dtype)
         self.model = model
         self.progress = progress
-        self.encoder = PromptEncoder(model.tokenizers, model.text_encoders, cache_size=cache_size)
+        tokenizer_2, encoder_2 = (model.tokenizers[1], model.text_encoders[1]) if model.is_sdxl else (None, None)
+        self.encoder = PromptEncoder(model.tokenizers[0], model.text_encoders[0], tokenizer_2, encoder_2,
+                                     cache_size=cache_size)
         self._cancel = threading.Event()
         self._lock = threading.RLock()
 
@@ -190,7 +192,7 @@ class Session:
         width, height = self._size(width, height)
         recipe = self._recipe("txt2img", prompt, negative_prompt, width, height, steps, sampler, schedule, cfg,
                               cfg_rescale, threshold, seed, batch_size, clip_skip, sampler_options, schedule_options)
-        sigmas = self._sigmas(recipe)
+        sigmas, _ = self._sigmas(recipe)
         noise = self._noise_input(noise, recipe)
         x = self.model_sampling.noise_scaling(sigmas[0], noise, torch.zeros_like(noise))
         return self._run(recipe, sigmas, x, prompt, callback, keep_trajectory, progress)
@@ -219,11 +221,11 @@ class Session:
             mask_array = self._mask(mask, width, height)
             recipe.mask = array_to_dict(mask_array)
             mask_latent = self._mask_latent(mask_array)
-        sigmas = self._sigmas(recipe)
+        sigmas, start = self._sigmas(recipe)
         init = self.encode(image).expand(batch_size, -1, -1, -1)
         noise = self.noise(seed, width, height, batch_size)
-        x = self.model_sampling.noise_scaling(sigmas[0], noise, init)
-        return self._run(recipe, sigmas, x, prompt, callback, keep_trajectory, progress,
+        x = self.model_sampling.noise_scaling(sigmas[start], noise, init)
+        return self._run(recipe, sigmas, x, prompt, callback, keep_trajectory, progress, start_step=start,
                          inpaint=(mask_latent, init, noise) if mask is not None else None)
 
     def inpaint(self, image, mask, prompt: str | Embedding = "", negative_prompt: str = "", *, strength: float = 1.0,
@@ -240,9 +242,10 @@ class Session:
         if result.trajectory is None:
             raise InvalidArgumentError("this result has no trajectory; generate it with keep_trajectory=True "
                                        "to branch from a step")
-        n = len(result.trajectory)
-        if not isinstance(step, int) or not 0 <= step < n:
-            raise InvalidArgumentError(f"step {step!r} is outside 0..{n - 1}; branch from a step the run made")
+        made = [event.i for event in result.trajectory]
+        if not isinstance(step, int) or step not in made:
+            raise InvalidArgumentError(f"step {step!r} is not one this run made ({made[0]}..{made[-1]}); branch "
+                                       "from one of those")
         allowed = {"prompt", "negative_prompt", "sampler", "cfg", "cfg_rescale", "threshold", "sampler_options",
                    "seed", "clip_skip"}
         unknown = sorted(set(overrides) - allowed - {"callback", "keep_trajectory", "progress"})
@@ -254,7 +257,7 @@ class Session:
         parent = result.recipe
         recipe = replace(parent, **{k: self._recipe_value(k, v, parent.steps) for k, v in overrides.items()})
         recipe.branch = {"parent": parent.to_dict(), "step": step}
-        x = result.x_init if step == 0 else result.trajectory[step - 1].x
+        x = result.x_init if step == made[0] else result.trajectory[made.index(step) - 1].x
         sigmas = result.sigmas
         prompt = overrides.get("prompt", parent.prompt)
         return self._run(recipe, sigmas, x.clone(), prompt, callback, keep, progress, start_step=step)
@@ -415,7 +418,8 @@ class Session:
             raise UnknownNameError("threshold", str(kind), THRESHOLDS)
         return THRESHOLDS[kind](**spec)
 
-    def _sigmas(self, recipe: Recipe) -> torch.Tensor:
+    def _sigmas(self, recipe: Recipe) -> tuple[torch.Tensor, int]:
+        """The full planned schedule and the step to start from (img2img starts part-way)."""
         sigmas = make_sigmas(recipe.schedule, self.model_sampling, recipe.steps, **recipe.schedule_options)
         if recipe.strength is not None:
             # diffusers' img2img rule: run the last int(steps·strength) steps of the full schedule
@@ -424,8 +428,8 @@ class Session:
                 raise InvalidArgumentError(
                     f"strength {recipe.strength} with steps {recipe.steps} runs no step; raise steps or strength so "
                     "that steps·strength ≥ 1")
-            sigmas = sigmas[recipe.steps - run:]
-        return sigmas.float()
+            return sigmas.float(), recipe.steps - run
+        return sigmas.float(), 0
 
     def _size(self, width, height) -> tuple[int, int]:
         dw, dh = self.default_size

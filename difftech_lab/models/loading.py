@@ -89,9 +89,6 @@ def _load_component(folder: Path, name: str, spec, device, dtype):
     library, class_name = spec
     cls = _component_class(library, class_name)
     sub = folder / name
-    if not sub.is_dir():
-        raise ModelLoadError(f"model folder {folder} is incomplete: component folder {name!r} is missing; "
-                             "re-download or re-save the model")
     try:
         if "Tokenizer" in class_name:
             return cls.from_pretrained(sub)
@@ -120,10 +117,13 @@ def load_folder(folder: str | os.PathLike, device="auto", dtype="auto", name: st
     if missing:
         raise ModelLoadError(f"{index_file} lacks the components {missing}; difftech_lab needs a UNet text-to-image "
                              "pipeline (SD 1.x, SD 2.x, SDXL)")
-    parts = {}
-    for part in ("unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"):
-        if index.get(part) and index[part][0] is not None:
-            parts[part] = _load_component(folder, part, index[part], device, dtype)
+    wanted = [p for p in ("unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
+              if index.get(p) and index[p][0] is not None]
+    absent = [p for p in wanted + ["scheduler"] if not (folder / p).is_dir()]
+    if absent:  # say everything that is missing at once, before spending time loading the rest
+        raise ModelLoadError(f"model folder {folder} is incomplete: component folder(s) {absent} are missing; "
+                             "re-download or re-save the model")
+    parts = {part: _load_component(folder, part, index[part], device, dtype) for part in wanted}
     if dtype == torch.float16 and getattr(parts["vae"].config, "force_upcast", True):
         parts["vae"].to(torch.float32)  # the SD VAE overflows in fp16 (diffusers' force_upcast)
     scheduler_file = folder / "scheduler" / "scheduler_config.json"

@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny random-weight pipelines saved as diffusers folders and loaded offline."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_folders(tmp_path_factory):
+    """Folder per kind (sd15 ε, sd2 v-prediction, sdxl), written once per test run."""
+    from difftech_lab.models.tiny import KINDS, save_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("tiny-pipelines")
+    return {kind: save_tiny_pipeline(root / kind, kind) for kind in KINDS}
+
+
+@pytest.fixture(scope="session")
+def tiny_session(tiny_folders):
+    """A Session over the tiny random SD 1.x pipeline (images are noise; shapes and numerics are real)."""
+    from difftech_lab import Session
+
+    return Session.from_pretrained(tiny_folders["sd15"], progress=False)
