@@ -1,5 +1,9 @@
 """Notebook 7 smoke test: a MaskPainter renders, a stroke reaches Python, a Python change re-renders."""
 
+import pytest
+
+pytestmark = pytest.mark.browser
+
 CELLS = [
     "from difftech_lab.widgets.mask_painter import MaskPainter\n"
     "import numpy as np\n"

@@ -3,6 +3,8 @@ the Python side, and a change made in Python re-renders in the page (in every vi
 
 import pytest
 
+pytestmark = pytest.mark.browser
+
 SETUP = """
 import numpy as np
 from PIL import Image
