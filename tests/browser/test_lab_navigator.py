@@ -7,23 +7,14 @@ nav = LatentNavigator(s, [1, 2, 3, 4], prompt="a red square", steps=2)
 nav.wait(60)"""
 
 
-def _drag(page, pad, to, start=(0.5, 0.5)):
-    box = pad.bounding_box()
-    at = lambda f: (box["x"] + f[0] * box["width"], box["y"] + f[1] * box["height"])
-    page.mouse.move(*at(start))
-    page.mouse.down()
-    page.mouse.move(*at(to), steps=12)
-    page.mouse.up()
-
-
-def test_drag_moves_the_point_and_the_preview_follows(lab):
+def test_drag_moves_the_point_and_the_preview_follows(lab, drag):
     nb = lab.open([SETUP, "nav", "nav"])
     nb.run_all()
     view = nb.widget("latent-navigator")
     first = nb.py("nav.preview.hex()")
     version = int(view.get_by_test_id("preview").get_attribute("data-version"))
 
-    _drag(nb.page, view.get_by_test_id("pad"), (0.9, 0.15))
+    drag(nb.page, view.get_by_test_id("pad").bounding_box(), [(0.5, 0.5), (0.9, 0.15)], steps=12)
     point = nb.wait_until("nav.preview_point", lambda p: abs(p[0] - 0.9) < 0.02 and abs(p[1] - 0.15) < 0.02)
     assert abs(point[0] - 0.9) < 0.02 and abs(point[1] - 0.15) < 0.02
     assert nb.py("nav.preview.hex()") != first

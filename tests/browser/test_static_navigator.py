@@ -13,20 +13,10 @@ def navigator_state(tiny_session):
     return nav
 
 
-def _drag(page, pad, points, steps=8):
-    box = pad.bounding_box()
-    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
-    page.mouse.move(*xy[0])
-    page.mouse.down()
-    for p in xy[1:]:
-        page.mouse.move(*p, steps=steps)
-    page.mouse.up()
-
-
-def test_drag_moves_the_point_and_the_marker(static_widget, navigator_state):
+def test_drag_moves_the_point_and_the_marker(static_widget, navigator_state, drag):
     h = static_widget(navigator_state)
     pad = h.page.get_by_test_id("pad")
-    _drag(h.page, pad, [(0.5, 0.5), (0.1, 0.2), (0.8, 0.9)], steps=20)
+    drag(h.page, pad.bounding_box(), [(0.5, 0.5), (0.1, 0.2), (0.8, 0.9)], steps=20)
     x, y = h.model_get("point")
     assert x == pytest.approx(0.8, abs=0.02) and y == pytest.approx(0.9, abs=0.02)
     assert h.saves() and all(keys == ["point"] for keys in h.saves())
@@ -54,9 +44,9 @@ def test_a_burst_of_moves_syncs_once_per_frame(static_widget, navigator_state):
     assert h.model_get("point") == pytest.approx([0.6, 0.6], abs=1e-3)
 
 
-def test_drag_is_clamped_to_the_pad(static_widget, navigator_state):
+def test_drag_is_clamped_to_the_pad(static_widget, navigator_state, drag):
     h = static_widget(navigator_state)
-    _drag(h.page, h.page.get_by_test_id("pad"), [(0.5, 0.5), (1.4, -0.3)])
+    drag(h.page, h.page.get_by_test_id("pad").bounding_box(), [(0.5, 0.5), (1.4, -0.3)])
     assert h.model_get("point") == [1.0, 0.0]
 
 

@@ -38,11 +38,10 @@ function render({ model, el }) {
   const stop = button("stop", "■ stop", () => bump("stop_request"));
   const branch = button("branch", "", () => bump("branch_request"));
   const cfg = h("input", { "data-testid": "branch-cfg", type: "number", step: "0.5", style: { width: "4em" } });
-  cfg.addEventListener("change", () => { model.set("branch_cfg", parseFloat(cfg.value)); model.save_changes(); });
+  onCommit(cfg, () => { model.set("branch_cfg", parseFloat(cfg.value)); model.save_changes(); });
   const prompt = h("input", { "data-testid": "branch-prompt", type: "text", placeholder: "same prompt",
     style: { width: "14em" } });
-  prompt.addEventListener("change", () => { model.set("branch_prompt", prompt.value); model.save_changes(); });
-  for (const input of [cfg, prompt]) input.addEventListener("keydown", (e) => e.stopPropagation());
+  onCommit(prompt, () => { model.set("branch_prompt", prompt.value); model.save_changes(); });
   const xtToggle = h("input", { "data-testid": "show-xt", type: "checkbox" });
   xtToggle.addEventListener("change", () => { model.set("show_xt", xtToggle.checked); model.save_changes(); });
 
