@@ -1,10 +1,13 @@
 """The mask and schedule widgets bound to a real (tiny) Session: sizes, the model's schedule, used σ's."""
 
 import numpy as np
+import pytest
 import torch
 
 from difftech_lab.widgets.mask_painter import MaskPainter
 from difftech_lab.widgets.schedule_plotter import SchedulePlotter
+
+pytestmark = pytest.mark.slow   # the first generation on the tiny model warms up the text encoder and VAE
 
 
 def test_mask_painter_over_a_result_feeds_inpainting_at_latent_size(tiny_session):
