@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,23 @@ def _component_class(library: str, class_name: str):
                              f"have; upgrade {library}") from err
 
 
+@contextmanager
+def _quiet_loading():
+    """No per-file progress bars while loading: they would fill notebooks (and nbval) with stderr noise."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    states = [(m, m.is_progress_bar_enabled()) for m in (diffusers_logging, transformers_logging)]
+    for module, _ in states:
+        module.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for module, enabled in states:
+            if enabled:
+                module.enable_progress_bar()
+
+
 def _load_component(folder: Path, name: str, spec, device, dtype):
     library, class_name = spec
     cls = _component_class(library, class_name)
@@ -123,7 +141,8 @@ def load_folder(folder: str | os.PathLike, device="auto", dtype="auto", name: st
     if absent:  # say everything that is missing at once, before spending time loading the rest
         raise ModelLoadError(f"model folder {folder} is incomplete: component folder(s) {absent} are missing; "
                              "re-download or re-save the model")
-    parts = {part: _load_component(folder, part, index[part], device, dtype) for part in wanted}
+    with _quiet_loading():
+        parts = {part: _load_component(folder, part, index[part], device, dtype) for part in wanted}
     if dtype == torch.float16 and getattr(parts["vae"].config, "force_upcast", True):
         parts["vae"].to(torch.float32)  # the SD VAE overflows in fp16 (diffusers' force_upcast)
     scheduler_file = folder / "scheduler" / "scheduler_config.json"

@@ -1,0 +1,35 @@
+"""The difftech-lab command: generate writes a PNG with its recipe, info reports, errors are one clear line."""
+
+import json
+import os
+import subprocess
+import sys
+
+from difftech_lab import read_recipe
+from difftech_lab.cli import main
+
+
+def test_generate_writes_png_with_recipe(tiny_folders, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    code = main(["generate", "a red circle", "-o", str(out), "--model", str(tiny_folders["sd15"]), "--steps", "2",
+                 "--width", "32", "--height", "32", "--seed", "4", "--sampler", "heun"])
+    assert code == 0
+    recipe = read_recipe(out)
+    assert (recipe.prompt, recipe.steps, recipe.seed, recipe.sampler) == ("a red circle", 2, 4, "heun")
+    assert str(out) in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_and_exit_code_2(tiny_folders, tmp_path, capsys):
+    code = main(["generate", "x", "-o", str(tmp_path / "x.png"), "--model", str(tiny_folders["sd15"]),
+                 "--sampler", "nope"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("difftech-lab: unknown sampler 'nope'") and "Traceback" not in err
+
+
+def test_info_reports_versions_and_model(tiny_folders):
+    proc = subprocess.run([sys.executable, "-m", "difftech_lab", "info", "--model", str(tiny_folders["sdxl"])],
+                          capture_output=True, text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    info = json.loads(proc.stdout)
+    assert info["torch"] and info["diffusers"] and info["device"] in ("cpu",) or info["cuda"]
+    assert info["model"]["parameterisation"] == "EpsDiscrete"
