@@ -54,8 +54,8 @@ class Result:
         self.images[index].save(path, pnginfo=info)
         return path
 
-    def grid(self, columns: int | None = None):
-        """All images side by side (rows of ``columns``)."""
+    def grid(self, columns: int | None = None, scale: int = 1):
+        """All images side by side (rows of ``columns``), enlarged ``scale`` times without smoothing."""
         from PIL import Image
 
         columns = columns or len(self.images)
@@ -64,7 +64,7 @@ class Result:
         canvas = Image.new("RGB", (columns * w, rows * h), "white")
         for k, image in enumerate(self.images):
             canvas.paste(image, ((k % columns) * w, (k // columns) * h))
-        return canvas
+        return canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST) if scale > 1 else canvas
 
     def __repr__(self) -> str:
         r = self.recipe
