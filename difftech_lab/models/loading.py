@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,8 +192,12 @@ def load_single_file(path: str | os.PathLike, device="auto", dtype="auto", *, al
     dtype = resolve_dtype(dtype, device)
     from .single_file import convert_single_file
 
-    folder = convert_single_file(path, config=config, allow_pickle=allow_pickle)
-    bundle = load_folder(folder, device, dtype, name=path.stem)
+    with _quiet_loading():
+        folder = convert_single_file(path, config=config, allow_pickle=allow_pickle)
+    try:
+        bundle = load_folder(folder, device, dtype, name=path.stem)
+    finally:  # the converted copy is in memory now; on Linux deleting is safe even where it was memory-mapped
+        shutil.rmtree(folder.parent, ignore_errors=True)
     bundle.source = str(path)
     return bundle
 
