@@ -104,14 +104,14 @@ def _quiet_loading():
                 module.enable_progress_bar()
 
 
-def _load_component(folder: Path, name: str, spec, device, dtype):
+def _load_component(folder: Path, name: str, spec, device, dtype, variant=None):
     library, class_name = spec
     cls = _component_class(library, class_name)
     sub = folder / name
     try:
         if "Tokenizer" in class_name:
             return cls.from_pretrained(sub)
-        kwargs = {"torch_dtype": dtype} if "Scheduler" not in class_name else {}
+        kwargs = {"torch_dtype": dtype, **({"variant": variant} if variant else {})}
         module = cls.from_pretrained(sub, **kwargs)
     except Exception as err:  # every loader error becomes one typed error naming the component
         raise ModelLoadError(f"could not load {name!r} ({class_name}) from {sub}: {err}. The folder may be "
@@ -119,7 +119,8 @@ def _load_component(folder: Path, name: str, spec, device, dtype):
     return module.to(device).eval() if isinstance(module, torch.nn.Module) else module
 
 
-def load_folder(folder: str | os.PathLike, device="auto", dtype="auto", name: str | None = None) -> ModelBundle:
+def load_folder(folder: str | os.PathLike, device="auto", dtype="auto", name: str | None = None,
+                variant: str | None = None) -> ModelBundle:
     """Load a diffusers pipeline folder (``model_index.json`` with unet, vae, tokenizer(s), text encoder(s))."""
     folder = Path(folder)
     index_file = folder / "model_index.json"
@@ -143,7 +144,7 @@ def load_folder(folder: str | os.PathLike, device="auto", dtype="auto", name: st
         raise ModelLoadError(f"model folder {folder} is incomplete: component folder(s) {absent} are missing; "
                              "re-download or re-save the model")
     with _quiet_loading():
-        parts = {part: _load_component(folder, part, index[part], device, dtype) for part in wanted}
+        parts = {part: _load_component(folder, part, index[part], device, dtype, variant) for part in wanted}
     if dtype == torch.float16 and getattr(parts["vae"].config, "force_upcast", True):
         parts["vae"].to(torch.float32)  # the SD VAE overflows in fp16 (diffusers' force_upcast)
     scheduler_file = folder / "scheduler" / "scheduler_config.json"
@@ -159,23 +160,31 @@ def load_folder(folder: str | os.PathLike, device="auto", dtype="auto", name: st
     )
 
 
-def load_pretrained(id_or_path: str | os.PathLike, device="auto", dtype="auto", **hub_options) -> ModelBundle:
-    """A local diffusers folder, or a hub id fetched (or found in the cache) with huggingface_hub."""
+def load_pretrained(id_or_path: str | os.PathLike, device="auto", dtype="auto", *, variant: str | None = None,
+                    **hub_options) -> ModelBundle:
+    """A local diffusers folder, or a hub id fetched (or found in the cache) with huggingface_hub.
+
+    ``variant="fp16"`` takes the repo's ``*.fp16.safetensors`` weights (half the download).
+    """
     path = Path(id_or_path).expanduser()
     if path.exists():
-        return load_folder(path, device, dtype)
+        return load_folder(path, device, dtype, variant=variant)
     if os.sep in str(id_or_path) and str(id_or_path).count("/") > 1:
         raise ModelLoadError(f"model folder {id_or_path} does not exist")
     from huggingface_hub import snapshot_download
 
+    # Only what a pipeline folder needs: repos also hold multi-GB single-file copies and pickles at the root.
+    weights = ["diffusion_pytorch_model", "model"]
+    suffix = f".{variant}.safetensors" if variant else ".safetensors"
+    patterns = ["model_index.json", "*/*.json", "*/*.txt", "*/*.model",
+                *[f"*/{w}{suffix}" for w in weights], *[f"*/{w}-*{suffix}" for w in weights]]
     try:
-        local = snapshot_download(str(id_or_path), allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"],
-                                  **hub_options)
+        local = snapshot_download(str(id_or_path), allow_patterns=patterns, **hub_options)
     except Exception as err:
         raise ModelLoadError(
             f"could not fetch {id_or_path!r} from the hub ({type(err).__name__}: {err}). Offline, download it "
             "first (huggingface-cli download ID) or pass a local folder") from err
-    return load_folder(local, device, dtype, name=str(id_or_path))
+    return load_folder(local, device, dtype, name=str(id_or_path), variant=variant)
 
 
 def load_single_file(path: str | os.PathLike, device="auto", dtype="auto", *, allow_pickle: bool = False,

@@ -213,3 +213,22 @@ def test_missing_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(loading, "BUNDLED_MODEL", tmp_path / "nothing")
     with pytest.raises(BundledModelMissingError, match="bundled model is not installed"):
         Session()
+
+
+def test_hub_id_resolves_from_the_local_cache_offline(tiny_folders, tmp_path, monkeypatch):
+    """A hub id loads through huggingface_hub's cache layout (refs/main → snapshots/<rev>) with no network."""
+    import shutil
+
+    import huggingface_hub.constants as hub_constants
+
+    snapshot = tmp_path / "models--difftech--tiny-sd2" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_folders["sd2"], snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    session = Session.from_pretrained("difftech/tiny-sd2", progress=False)
+    assert session.model.name == "difftech/tiny-sd2"
+    assert type(session.model_sampling).__name__ == "VDiscrete"
+    with pytest.raises(ModelLoadError, match="could not fetch 'difftech/absent'.*local folder"):
+        Session.from_pretrained("difftech/absent")
