@@ -239,6 +239,9 @@ class Session:
 
     def branch(self, result: Result, step: int, **overrides) -> Result:
         """Re-run the steps from ``step`` on, starting from the state stored in ``result``'s trajectory."""
+        if result.recipe.sampler == "restart":
+            raise InvalidArgumentError("a restart run's steps include its restart segments, so 'step k' is "
+                                       "ambiguous; branch from a run of another sampler")
         if result.trajectory is None:
             raise InvalidArgumentError("this result has no trajectory; generate it with keep_trajectory=True "
                                        "to branch from a step")
@@ -316,8 +319,6 @@ class Session:
                     raise NumericalError(
                         f"the latent became NaN/inf at step {i} (σ={float(info['sigma']):.4g}); in fp16 use "
                         "dtype=torch.float32 or bfloat16, or lower cfg")
-                used.extend(float(s) for s in (info.get("sigma_hat", info["sigma"]), info["sigma"])
-                            if not used or float(s) != used[-1])
                 event = StepEvent(i=i, steps=steps_total, sigma=float(info["sigma"]),
                                   sigma_hat=float(info.get("sigma_hat", info["sigma"])), x=info["x"],
                                   denoised=info["denoised"], nfe=guider.nfe,
@@ -333,11 +334,17 @@ class Session:
                     raise CancelledError(f"run cancelled at step {i} of {steps_total}; the session is ready for "
                                          "the next call")
 
+            def denoise(x, sigma):  # records every σ the network saw: churn, Heun's second point, restart jumps
+                level = float(sigma.flatten()[0])
+                if not used or used[-1] != level:
+                    used.append(level)
+                return guider(x, sigma)
+
             generator = torch.Generator("cpu").manual_seed(int(recipe.seed) + 0x5EED + start_step)
             options = dict(recipe.sampler_options)
             try:
                 with torch.no_grad():
-                    latents = sampler(guider, x.to(self.device, torch.float32), sigmas[start_step:].to(self.device),
+                    latents = sampler(denoise, x.to(self.device, torch.float32), sigmas[start_step:].to(self.device),
                                       generator=generator, callback=on_step, **options)
             finally:
                 self._cancel.clear()
@@ -345,7 +352,7 @@ class Session:
                     bar.close()
             if not torch.isfinite(latents).all():
                 raise NumericalError("the final latent is NaN/inf; in fp16 use dtype=torch.float32, or lower cfg")
-            used.append(0.0) if not used or used[-1] != 0.0 else None
+            used.append(0.0)
             timings["sampling"] = time.perf_counter() - t_sample
             t_dec = time.perf_counter()
             images = self.decode(latents)

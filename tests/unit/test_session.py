@@ -232,3 +232,14 @@ def test_hub_id_resolves_from_the_local_cache_offline(tiny_folders, tmp_path, mo
     assert type(session.model_sampling).__name__ == "VDiscrete"
     with pytest.raises(ModelLoadError, match="could not fetch 'difftech/absent'.*local folder"):
         Session.from_pretrained("difftech/absent")
+
+
+def test_sigmas_used_show_heun_points_and_restart_jumps(tiny_session):
+    plain = tiny_session.generate("x", seed=0, sampler="euler", **FAST)
+    assert plain.sigmas_used == [*plain.sigmas.tolist()[:-1], 0.0]
+    restart = tiny_session.generate("x", seed=0, sampler="restart", sampler_options={"restart_list": {1: [2, 1, 0, 5.0]}},
+                                    **FAST)
+    used = restart.sigmas_used
+    assert 5.0 in [round(s, 4) for s in used]  # the forward jump to t_max
+    assert any(b > a for a, b in zip(used, used[1:]))  # σ goes back up once
+    assert restart.nfe == 2 * (2 * 3 - 1 + 2 * 2)  # Heun 2N−1 plus K·2·N_restart, CFG doubles
