@@ -9,7 +9,7 @@ TORCH_INDEX ?=
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.difftech-setup
 
-.PHONY: setup browser lab test test-unit test-notebooks test-browser clean
+.PHONY: setup browser lab test test-unit test-notebooks test-browser notebooks clean
 
 setup: $(STAMP) browser
 
@@ -53,6 +53,10 @@ test-notebooks: setup
 
 test-browser: setup
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
+
+# Re-execute the notebooks from their .py pairs and record their outputs (what nbval compares against).
+notebooks: setup
+	$(PY) tests/notebooks/execute.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -1,0 +1,218 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # A tour of difftech_lab
+#
+# difftech_lab runs the advanced techniques of diffusion image generation on one **Session**: one sampling
+# loop in the denoiser view of Karras et al. (EDM), where samplers, schedules, guidance and the prompt language
+# are small interchangeable pieces, and every run returns a **Result** whose **Recipe** reproduces it exactly.
+#
+# This notebook runs on the CPU in well under a minute with the **bundled model**: Stable Diffusion's
+# architecture (VAE, CLIP text encoder, UNet with self- and cross-attention) at toy size, trained by this
+# project on captioned coloured shapes. Because the training data knows the truth — colour, shape, position,
+# background — every effect can be *measured*, not only looked at.
+#
+# The first code cell is the one place that picks the model. Set `DIFFTECH_MODEL` to a hub id, a diffusers
+# folder or a `.safetensors` file to run the same notebook on a real checkpoint (on a GPU).
+
+# %%
+import os
+
+from difftech_lab import Session
+
+MODEL = os.environ.get("DIFFTECH_MODEL", "")  # "" = the bundled tiny-shapes model
+session = Session.from_pretrained(MODEL, progress=False) if MODEL else Session(progress=False)
+session
+
+# %% [markdown]
+# ## Generate
+#
+# `generate` takes the usual knobs — sampler, schedule, steps, CFG — and returns a Result: PIL images, the
+# final latents, the number of network evaluations (NFE), per-stage timings and the Recipe.
+
+# %%
+prompt = "a big red circle on the left on a white background"
+result = session.generate(prompt, steps=20, sampler="euler", cfg=5.0, seed=0, batch_size=4)
+print(result)
+result.grid(scale=3)
+
+# %% [markdown]
+# The bundled model comes with an adherence scorer that reads an image back against its prompt: per object
+# colour, shape and position, and the background. It is the measuring instrument of every notebook.
+
+# %%
+from difftech_lab.training.scorer import score
+
+for image in result.images:
+    s = score(image, prompt)
+    o = s.objects[0]
+    print(f"colour {o.colour!s:5}  shape {o.shape!s:5}  position {o.position!s:5}  background {s.background}")
+
+# %% [markdown]
+# ## Reproducible by construction
+#
+# The Recipe is plain JSON. `session.run(recipe)` reproduces the images bit for bit on the CPU, and
+# `result.save(path)` writes a PNG carrying the recipe plus A1111's `parameters` text, so other tools read it too.
+
+# %%
+import numpy as np
+
+from difftech_lab import Recipe, read_recipe
+
+again = session.run(Recipe.from_json(result.recipe.to_json()))
+print("identical:", all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(result.images, again.images)))
+path = result.save(os.path.join(os.environ.get("TMPDIR", "/tmp"), "tour.png"))
+print(read_recipe(path).parameters_text())
+
+# %% [markdown]
+# ## The prompt language
+#
+# AUTOMATIC1111's syntax, parsed exactly as A1111 parses it: `(word)` ×1.1, `[word]` ÷1.1, `(word:w)`,
+# `[a:b:when]` prompt editing, `[a|b]` alternation, `BREAK`, and composable `AND` with weights.
+
+# %%
+from difftech_lab.conditioning import parse_prompt_attention, prompt_schedules
+
+print(parse_prompt_attention("a (big:1.3) red ((circle)) [on the left]"))
+print(prompt_schedules("a [red:blue:0.5] circle", steps=10))
+print(prompt_schedules("a [red|blue] circle", steps=4))
+
+# %% [markdown]
+# Prompt editing changes the conditioning part-way: the early steps lay out the composition, the late steps
+# settle details. Here the colour switches from red to blue at step 6 of 20 and at step 14 of 20.
+
+# %%
+edits = [session.generate(p, steps=20, cfg=5.0, seed=1) for p in (
+    "a big red square in the centre on a white background",
+    "a big [red:blue:6] square in the centre on a white background",
+    "a big [red:blue:14] square in the centre on a white background",
+    "a big blue square in the centre on a white background")]
+from PIL import Image
+
+strip = Image.new("RGB", (64 * len(edits), 64))
+for k, r in enumerate(edits):
+    strip.paste(r.images[0], (64 * k, 0))
+strip.resize((strip.width * 3, strip.height * 3), Image.NEAREST)
+
+# %% [markdown]
+# ## Samplers at a glance, measured
+#
+# Every sampler is a plain function with one contract, so swapping them is one argument. The table scores
+# 4 held-out prompts × 4 seeds per sampler (same prompts and seeds for every row) and reports the NFE each
+# actually spent: second-order samplers (Heun, EDM) cost two evaluations per step.
+
+# %%
+from difftech_lab.automation import compare
+
+prompts = ["a big blue square on the right on a white background",
+           "a small green triangle at the top on a black background",
+           "a big yellow star in the centre on a gray background",
+           "a big red circle at the bottom on a white background"]
+table = compare(session, prompts, {
+    "euler, 20": {"sampler": "euler", "steps": 20},
+    "dpmpp_2m karras, 10": {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 10},
+    "heun, 10": {"sampler": "heun", "steps": 10},
+    "euler_ancestral, 20": {"sampler": "euler_ancestral", "steps": 20},
+}, seeds=range(4), cfg=5.0)
+print(table)
+
+# %% [markdown]
+# ## Widgets
+#
+# Widgets are views over the Session: they hold no technique logic and hand back plain values.
+#
+# **StepPreview** shows the predicted clean image x̂0 (not the noisy latent) at every step, keeps the trajectory
+# to scrub through, and can branch: re-run the remaining steps from step k with other settings.
+
+# %%
+from difftech_lab.widgets import StepPreview
+
+preview = StepPreview(session)
+preview.run("a big green star in the centre on a black background", steps=20, cfg=5.0, seed=2)
+preview.wait()
+preview
+
+# %% [markdown]
+# **SchedulePlotter** overlays noise schedules (σ and log-SNR per step) and can show the σ's a Result really
+# visited. `plotter.sigmas` is the chosen schedule as a tensor.
+
+# %%
+from difftech_lab.widgets import SchedulePlotter
+
+plotter = SchedulePlotter(session=session, result=result)
+plotter
+
+# %% [markdown]
+# **CurveEditor** turns keyframes into one value per step — any guidance scalar accepts it. Here CFG falls from
+# 9 to 2 over the run.
+
+# %%
+from difftech_lab.widgets import CurveEditor
+
+curve = CurveEditor(steps=20, value_range=(0, 12), keyframes=[(0, 9.0), (19, 2.0)])
+curved = session.generate(prompt, steps=20, cfg=curve.values, seed=0)
+print([round(v, 2) for v in curve.values[::5]], curved.recipe.cfg[:3])
+curve
+
+# %% [markdown]
+# **MaskPainter** paints masks and strength maps over an image; `.mask` is a float array at the image's size.
+# Here the mask is set from code (painting in the page does the same) and feeds inpainting.
+
+# %%
+from difftech_lab.widgets import MaskPainter
+
+base = result.images[0]
+painter = MaskPainter(base)
+mask = np.zeros((64, 64), np.float32)
+mask[:, 32:] = 1.0  # regenerate the right half
+painter.mask = mask
+inpainted = session.inpaint(base, painter.mask, "a big blue square on the right on a white background", seed=5,
+                            cfg=5.0)
+painter
+
+# %%
+inpainted.grid(scale=3)
+
+# %% [markdown]
+# **BoxEditor** draws labelled boxes in GLIGEN's normalised convention.
+
+# %%
+from difftech_lab.widgets import BoxEditor
+
+boxes = BoxEditor(base, boxes=[("red circle", [0.05, 0.3, 0.45, 0.7])])
+print(boxes.boxes)
+boxes
+
+# %% [markdown]
+# **LatentNavigator** blends 2–4 anchors (seeds here) on a 2-D pad. Noise is blended on the sphere, so the
+# blend keeps the norm of a typical Gaussian latent (shown against √d); drag the point and the preview follows.
+
+# %%
+from difftech_lab.widgets import LatentNavigator
+
+navigator = LatentNavigator(session, anchors=[0, 1, 2, 3], prompt="a big yellow star in the centre on a gray background")
+navigator.wait()
+navigator
+
+# %% [markdown]
+# **ProfilerView** shows where the time goes: an op table, a per-step timeline by stage (text encoding, model
+# calls, guidance, VAE) and memory; its button downloads the trace for Perfetto.
+
+# %%
+from difftech_lab.profiling import profile_generation
+from difftech_lab.widgets import ProfilerView
+
+report = profile_generation(session, prompt=prompt, steps=10, cfg=5.0, seed=0)
+print(sorted({span.stage for span in report.stages}))
+ProfilerView(report)
