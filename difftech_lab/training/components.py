@@ -28,7 +28,7 @@ _UNET_COMMON = dict(sample_size=dataset.RESOLUTION // 4, in_channels=4, out_chan
 # the convolutions where they are: absolute position ("on the left") is known without extra input channels.
 UNET_ARCHITECTURES = {
     "four-level": dict(
-        _UNET_COMMON, block_out_channels=(32, 64, 96, 128),
+        _UNET_COMMON, block_out_channels=(32, 64, 96, 96),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")),
     "three-level": dict(

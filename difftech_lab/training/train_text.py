@@ -90,6 +90,8 @@ def train(args) -> None:
         model.load_state_dict(state["model"])
         probes.load_state_dict(state["probes"])
         opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:  # a resumed run may change the learning rate
+            group["lr"] = args.lr
         step = int(state["step"])
     rng = np.random.default_rng(args.seed)
     deadline = time.time() + 60 * args.minutes

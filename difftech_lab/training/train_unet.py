@@ -53,15 +53,19 @@ def v_loss(unet, scheduler: DDPMScheduler, x0, ctx, noise, t) -> torch.Tensor:
     return (weight * (pred - target).pow(2).mean((1, 2, 3))).mean()
 
 
-def _pool(run: RunDir, vae: AutoencoderKL, args) -> tuple[torch.Tensor, list[str]]:
+def _pool(run: RunDir, vae: AutoencoderKL, tokenizer, text_encoder, args) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training pool, cached in the run: unscaled latents and the frozen text states (fp16) of each caption."""
     path = run.path / "pool.pt"
     if path.exists():
         state = torch.load(path, weights_only=True)
-        return state["latents"], json.loads((run.path / "pool.json").read_text())
+        return state["latents"], state["context"]
     latents, captions = encode_pool(vae, args.seed, args.pool)
-    torch.save({"latents": latents}, path)
+    with torch.no_grad():
+        context = torch.cat([text_encoder(train_text.encode(tokenizer, captions[i:i + 256]).to(vae.device))
+                             .last_hidden_state.half().cpu() for i in range(0, len(captions), 256)])
+    torch.save({"latents": latents, "context": context}, path)
     (run.path / "pool.json").write_text(json.dumps(captions))
-    return latents, captions
+    return latents, context
 
 
 def train(args) -> None:
@@ -74,7 +78,7 @@ def train(args) -> None:
     vae = AutoencoderKL.from_pretrained(f"{opts.get('vae', args.runs + '/vae')}/model").to(device).eval()
     tokenizer, text_encoder = train_text.load(opts.get("text", f"{args.runs}/text"))
     text_encoder.to(device).eval()
-    latents, captions = _pool(run, vae, args)
+    latents, context = _pool(run, vae, tokenizer, text_encoder, args)
     scaling = float(1 / latents.std())
     arch = run.path / "unet_config.json"
     if not arch.exists():
@@ -87,27 +91,34 @@ def train(args) -> None:
         unet.load_state_dict(state["model"])
         ema = state["ema"]
         opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:  # a resumed run may change the learning rate
+            group["lr"] = args.lr
         step = int(state["step"])
     process = noise_scheduler()
     with torch.no_grad():
         empty = text_encoder(train_text.encode(tokenizer, [""]).to(device)).last_hidden_state
     g = torch.Generator().manual_seed(args.seed * 31 + step)  # a resumed run draws fresh batches
+    warmup = int(opts.get("warmup", WARMUP_STEPS))
+
+    def draw():
+        idx = torch.randint(len(latents), (args.batch,), generator=g)
+        drop = torch.rand(args.batch, generator=g) < CAPTION_DROPOUT
+        noise = torch.randn((args.batch, *latents.shape[1:]), generator=g)
+        t = torch.randint(0, process.config.num_train_timesteps, (args.batch,), generator=g)
+        return idx, drop.to(device), noise.to(device), t.to(device)
+
+    fixed = draw() if opts.get("fixed-batch") else None  # overfit one batch: the smoke test's loss oracle
     deadline, losses = time.time() + 60 * args.minutes, []
     while step < args.steps and time.time() < deadline:
-        idx = torch.randint(len(captions), (args.batch,), generator=g)
+        idx, drop, noise, t = fixed or draw()
         x0 = latents[idx].to(device) * scaling
-        with torch.no_grad():
-            ctx = text_encoder(train_text.encode(tokenizer, [captions[i] for i in idx]).to(device)).last_hidden_state
-        drop = torch.rand(args.batch, generator=g).to(device) < CAPTION_DROPOUT
-        ctx = torch.where(drop[:, None, None], empty.expand_as(ctx), ctx)
-        noise = torch.randn(x0.shape, generator=g).to(device)
-        t = torch.randint(0, process.config.num_train_timesteps, (args.batch,), generator=g).to(device)
+        ctx = torch.where(drop[:, None, None], empty, context[idx].to(device).float())
         loss = v_loss(unet, process, x0, ctx, noise, t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / WARMUP_STEPS)
+            group["lr"] = args.lr * min(1.0, (step + 1) / max(warmup, 1))
         opt.step()
         step += 1
         ema_update(ema, unet, min(EMA_DECAY, (1 + step) / (10 + step)))

@@ -1,0 +1,81 @@
+"""The shipped tiny-shapes model: a standard diffusers folder that loads offline and generates what its card says."""
+
+import json
+import logging
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from difftech_lab.training import components, dataset, scorer
+from difftech_lab.training.export import BUNDLED
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from diffusers import StableDiffusionPipeline
+    return StableDiffusionPipeline.from_pretrained(BUNDLED)
+
+
+@pytest.fixture(scope="module")
+def card():
+    return json.loads((BUNDLED / "evaluation.json").read_text())
+
+
+def test_the_folder_is_small_safetensors_only():
+    files = [f for f in BUNDLED.rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) <= 25e6
+    assert not [f for f in files if f.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+    assert {"unet", "vae", "text_encoder", "tokenizer", "scheduler"} <= {f.parent.name for f in files}
+
+
+def test_loading_offline_raises_no_warning(caplog):
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from diffusers import StableDiffusionPipeline
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        StableDiffusionPipeline.from_pretrained(BUNDLED)
+    assert not [w for w in caught if not issubclass(w.category, DeprecationWarning)], [str(w.message) for w in caught]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_components_are_the_documented_ones(pipe):
+    assert type(pipe.scheduler).__name__ == "EulerDiscreteScheduler"
+    assert pipe.unet.config.in_channels == pipe.vae.config.latent_channels == 4
+    assert 2 ** (len(pipe.vae.config.block_out_channels) - 1) == 4
+    attn_blocks = [b for b in pipe.unet.down_blocks if hasattr(b, "attentions")]
+    assert len(attn_blocks) >= 2  # self- and cross-attention at two resolutions or more
+    for word in components.grammar_words():
+        assert len(pipe.tokenizer(word).input_ids) == 3, word
+    assert pipe.tokenizer("zebra ünïcode 42 ☃").input_ids[-1] == pipe.tokenizer.eos_token_id
+
+
+def test_scaled_latents_have_about_unit_std(pipe):
+    images, _ = dataset.batch(424_242, 32)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        z = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+    assert 0.8 < z.std().item() < 1.25
+
+
+def test_the_reference_generation_scores_as_the_model_card_says(pipe, card):
+    ref = card["reference"]
+    image = pipe(ref["prompt"], height=64, width=64, num_inference_steps=ref["steps"],
+                 guidance_scale=ref["guidance_scale"], generator=torch.Generator().manual_seed(ref["seed"]),
+                 output_type="np").images[0]
+    image = (image * 255).round().clip(0, 255).astype(np.uint8)
+    s = scorer.score(image, ref["prompt"])
+    got = {"colour": s.objects[0].colour, "shape": s.objects[0].shape, "position": s.objects[0].position,
+           "background": s.background}
+    assert got == ref["score"]
+    assert abs(image.mean() - ref["mean"]) < 2.0
+    assert f"{card['rows']['single object']['colour']:.1%}" in (BUNDLED / "README.md").read_text()
+
+
+def test_other_sizes_generate(pipe):
+    image = pipe("a big red circle on the left on a white background", height=64, width=128, num_inference_steps=2,
+                 generator=torch.Generator().manual_seed(0), output_type="np").images[0]
+    assert image.shape == (64, 128, 3)
