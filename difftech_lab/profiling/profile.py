@@ -1,9 +1,10 @@
 """Profile one generation with ``torch.profiler``: op table, per-step stage timeline, memory over time.
 
-The Session marks its stages with ``record_function("difftech/<stage>")`` ranges; :func:`profile_generation`
-calls ``prof.step()`` once per denoising step, and :class:`ProfileReport` reads the ranges and the allocator's
-``[memory]`` events back out of the Chrome trace, so the timeline, the memory curve and the file a user opens in
-Perfetto (https://ui.perfetto.dev) share one clock.
+The Session marks its stages with ``record_function`` ranges (``difftech/encode_prompt``, ``difftech/step``,
+``difftech/model``, ``difftech/guidance``, ``difftech/decode``); :func:`profile_generation` calls ``prof.step()``
+once per denoising step, and :class:`ProfileReport` reads the ranges and the allocator's ``[memory]`` events back
+out of the Chrome trace, so the timeline, the memory curve and the file a user opens in Perfetto
+(https://ui.perfetto.dev) share one clock.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import ProfilerActivity, profile, record_function
 
 STAGE_PREFIX = "difftech/"
-STAGES = ("encode_prompt", "step", "model", "guidance", "decode")  # the ranges the Session records
+STEP = STAGE_PREFIX + "step"
+STEP_END = STAGE_PREFIX + "step_end"  # a zero-length marker left at each step callback
 MAX_MEMORY_SAMPLES = 2000  # enough for a smooth curve; a big model's trace holds far more allocator events
 
 
@@ -118,6 +120,8 @@ def profile_generation(session, *, profile_memory: bool = True, record_shapes: b
         def callback(event):
             if user_callback is not None:
                 user_callback(event)
+            with record_function(STEP_END):
+                pass
             prof.step()
 
         result = session.generate(callback=callback, **generate_kwargs)
@@ -153,34 +157,48 @@ def _op_rows(prof) -> list[OpRow]:
 
 
 def _spans_and_memory(events: list[dict]) -> tuple[list[StageSpan], list[MemorySample]]:
-    ranges = [e for e in events if e.get("ph") == "X" and str(e.get("name", "")).startswith(STAGE_PREFIX)]
-    allocs = [e for e in events if e.get("name") == "[memory]" and "Total Allocated" in e.get("args", {})]
+    ranges = _stage_ranges(events)
+    allocs = sorted((e for e in events if e.get("name") == "[memory]" and "Total Allocated" in e.get("args", {})),
+                    key=lambda e: e["ts"])
     stamps = [e["ts"] for e in ranges + allocs]
     t0 = min(stamps) if stamps else 0.0
-    ranges.sort(key=lambda e: (e["ts"], -e.get("dur", 0)))
-    step_ranges = [e for e in ranges if e["name"] == STAGE_PREFIX + "step"]
+    step_ranges = [e for e in ranges if e["name"] == STEP]
 
     def step_of(e):
         for i, s in enumerate(step_ranges):
-            if s["ts"] <= e["ts"] and e["ts"] + e.get("dur", 0) <= s["ts"] + s.get("dur", 0):
+            if _contains(s, e) or s is e:
                 return i
         return None
 
     spans = []
     for e in ranges:
-        inside = [c for c in ranges if c is not e and _contains(e, c)]
-        direct = [c for c in inside if not any(o is not c and _contains(o, c) for o in inside)]
+        inside = [c for c in ranges if _contains(e, c)]
+        direct = [c for c in inside if not any(_contains(o, c) for o in inside)]
         dur = float(e.get("dur", 0))
         self_us = dur - sum(float(c.get("dur", 0)) for c in direct)
         spans.append(StageSpan(stage=e["name"][len(STAGE_PREFIX):], step=step_of(e),
                                start_ms=(e["ts"] - t0) / 1e3, duration_ms=dur / 1e3, self_ms=self_us / 1e3))
-
-    allocs.sort(key=lambda e: e["ts"])
     stride = max(1, len(allocs) // MAX_MEMORY_SAMPLES)
     memory = [MemorySample(t_ms=(e["ts"] - t0) / 1e3, allocated=int(e["args"]["Total Allocated"]),
                            device=_device_name(e["args"]))
               for e in allocs[::stride]]
     return spans, memory
+
+
+def _stage_ranges(events: list[dict]) -> list[dict]:
+    """The ``difftech/<stage>`` ranges in start order; where the run marked no step ranges, one per interval
+    between the step-end markers :func:`profile_generation` leaves, the first starting at its first model call."""
+    ranges = [e for e in events if e.get("ph") == "X" and str(e.get("name", "")).startswith(STAGE_PREFIX)]
+    markers = sorted((e for e in ranges if e["name"] == STEP_END), key=lambda e: e["ts"])
+    ranges = [e for e in ranges if e["name"] != STEP_END]
+    if markers and not any(e["name"] == STEP for e in ranges):
+        first = [e["ts"] for e in ranges if e["ts"] < markers[0]["ts"] and e["name"] != STAGE_PREFIX + "encode_prompt"]
+        start = min(first, default=markers[0]["ts"])
+        for m in markers:
+            ranges.append({"name": STEP, "ph": "X", "ts": start, "dur": m["ts"] - start, "pid": m.get("pid"),
+                           "tid": m.get("tid")})
+            start = m["ts"]
+    return sorted(ranges, key=lambda e: (e["ts"], -e.get("dur", 0)))
 
 
 def _phase_label(span: StageSpan) -> str:
@@ -190,7 +208,7 @@ def _phase_label(span: StageSpan) -> str:
 
 
 def _contains(outer: dict, inner: dict) -> bool:
-    """Whether ``inner`` lies within ``outer`` on the same thread (equal ranges: the earlier-listed is outer)."""
+    """Whether ``inner`` lies within ``outer`` on the same thread and is not the same interval."""
     if outer.get("tid") != inner.get("tid") or outer.get("pid") != inner.get("pid"):
         return False
     o0, o1 = outer["ts"], outer["ts"] + outer.get("dur", 0)

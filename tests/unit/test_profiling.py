@@ -105,3 +105,28 @@ def test_user_callback_still_runs_and_result_is_kept():
 def test_tensorboard_export_uses_the_plugin_file_name(report, tmp_path):
     path = report.export_tensorboard(tmp_path / "run")
     assert path.endswith(".pt.trace.json") and list((tmp_path / "run").glob("*.pt.trace.json"))
+
+
+class UnmarkedStepsSession(StagedSession):
+    """A generate that marks model calls but not its steps (the step ranges come from the callbacks)."""
+
+    @torch.no_grad()
+    def generate(self, prompt="", *, steps=4, callback=None, **_):
+        with record_function("difftech/encode_prompt"):
+            self.net(torch.randn(2, 32))
+        x = torch.randn(2, 32)
+        for i in range(steps):
+            with record_function("difftech/model"):
+                x = self.net(x)
+            callback(SimpleNamespace(i=i, steps=steps, x=x, denoised=x))
+        with record_function("difftech/decode"):
+            self.net(x)
+        return SimpleNamespace(images=[], nfe=steps)
+
+
+def test_steps_come_from_the_callbacks_when_the_run_marks_none():
+    report = profile_generation(UnmarkedStepsSession(), steps=3)
+    assert report.steps == 3
+    assert [r["label"] for r in report.timeline()] == ["encode", "step 0", "step 1", "step 2", "decode"]
+    assert [s.step for s in report.spans if s.stage == "model"] == [0, 1, 2]
+    assert "step_end" not in {s.stage for s in report.spans}
