@@ -66,9 +66,11 @@ def cmd_info(args) -> int:
 def cmd_lab(args) -> int:
     from jupyterlab.labapp import main as lab_main
 
-    argv = [TOUR] if Path(TOUR).exists() else []
+    argv = [f"--ServerApp.default_url=/lab/tree/{TOUR}"] if Path(TOUR).exists() else []
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         argv.append("--no-browser")  # headless: JupyterLab prints the URL to open
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--allow-root")  # containers and CI machines often run as root
     argv += args.lab_args
     sys.argv = ["jupyter-lab", *argv]
     return lab_main() or 0
