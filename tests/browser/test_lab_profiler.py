@@ -24,13 +24,13 @@ def test_sort_filter_and_download(lab):
     view.get_by_test_id("filter").fill("difftech/")
     assert nb.wait_until("view.filter", lambda v: v == "difftech/") == "difftech/"
     names = view.get_by_test_id("op-row").evaluate_all(NAMES)
-    assert {"difftech/step", "difftech/model", "difftech/decode"} <= set(names)
+    assert {"difftech/encode_prompt", "difftech/model", "difftech/decode"} <= set(names)
     assert all(n.startswith("difftech/") for n in names)
 
     with nb.page.expect_download() as info:
         view.get_by_test_id("download").click()
     trace = json.loads(open(info.value.path()).read())
-    assert any(e.get("name") == "difftech/step" for e in trace["traceEvents"])
+    assert any(e.get("name") == "difftech/model" for e in trace["traceEvents"])
     nb.screenshot("lab_profiler")
 
 

@@ -41,8 +41,8 @@ function visibleRows(model) {
 }
 
 function timelineChart(rows) {
-  const W = 560, H = 200, left = 44, bottom = 36, top = 8;
-  const chart = svg("svg", { width: W, height: H + 24, "data-testid": "timeline" });
+  const W = 560, H = 180, left = 44, bottom = 18, top = 8;
+  const chart = svg("svg", { width: W, height: H, "data-testid": "timeline" });
   const totals = rows.map((r) => Object.values(r.stages).reduce((a, b) => a + b, 0));
   const max = Math.max(1e-9, ...totals);
   const slot = (W - left) / Math.max(1, rows.length), bar = Math.max(2, slot * 0.8);
@@ -68,13 +68,14 @@ function timelineChart(rows) {
       chart.append(svg("text", { x: x + bar / 2, y: H - bottom + 12, "text-anchor": "middle", "font-size": 9 }, label));
     }
   });
-  let lx = left;
-  for (const [stage, color] of Object.entries(STAGE_COLORS)) {
-    chart.append(svg("rect", { x: lx, y: H - 6, width: 10, height: 10, fill: color }));
-    chart.append(svg("text", { x: lx + 13, y: H + 3, "font-size": 10 }, STAGE_NAMES[stage]));
-    lx += 18 + STAGE_NAMES[stage].length * 5.6;
-  }
   return chart;
+}
+
+function stageLegend() {
+  return h("div", { "data-testid": "legend", style: { display: "flex", flexWrap: "wrap", gap: "4px 12px",
+    fontSize: "11px", maxWidth: "560px" } }, Object.entries(STAGE_COLORS).map(([stage, color]) =>
+    h("span", {}, [h("span", { style: { display: "inline-block", width: "10px", height: "10px", background: color,
+      marginRight: "4px", verticalAlign: "middle" } }), STAGE_NAMES[stage]])));
 }
 
 function memoryChart(samples) {
@@ -125,7 +126,8 @@ function render({ model, el }) {
   const timelineBox = h("div", {}), memoryBox = h("div", {});
   const heading = (text) => h("div", { style: { fontWeight: "bold", marginTop: "8px" } }, text);
   root.append(summary, h("div", {}, [filter, count, download]), tableBox,
-    heading("per-step time by stage (ms)"), timelineBox, heading("memory allocated over time"), memoryBox);
+    heading("per-step time by stage (ms)"), timelineBox, stageLegend(), heading("memory allocated over time"),
+    memoryBox);
 
   function saveTrace() {
     pendingDownload = false;
