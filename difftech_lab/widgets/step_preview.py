@@ -75,10 +75,11 @@ class StepPreview(Widget):
                 self._publish()
 
     def _thumbnails(self, event) -> tuple[bytes, bytes]:
-        # x_t in σ-space is x0 + σ·ε; dividing by √(σ²+1) gives the unit-variance latent a VAE can show
-        xt = event.x[:1] / math.sqrt(float(event.sigma) ** 2 + 1)
         if self.session is None:
-            return latent_png(event.denoised[:1]), latent_png(xt)
+            # x_t in σ-space is x0 + σ·ε: dividing by √(σ²+1) gives the unit-variance latent
+            return latent_png(event.denoised[:1]), latent_png(event.x[:1] / math.sqrt(float(event.sigma) ** 2 + 1))
+        # the network's own input scaling makes x_t a latent the VAE can show (VP for ε/v models, as-is for flow)
+        xt = self.session.model_sampling.scale_input(event.x[:1], float(event.sigma))
         images = self.session.preview(torch.cat([event.denoised[:1].to(xt), xt]))
         return image_to_png(images[0]), image_to_png(images[1])
 

@@ -32,6 +32,8 @@ class FakeSession:
 
     default_size = (64, 64)
 
+    model_sampling = SimpleNamespace(scale_input=lambda x, sigma: x / math.sqrt(sigma**2 + 1))
+
     def __init__(self):
         self.calls = []
         self.cancelled = False
@@ -241,8 +243,10 @@ def test_step_preview_run_uses_the_session_preview_and_keeps_the_result():
     assert preview.wait(10)
     assert preview.error == "" and len(preview.x0_frames) == 5 and not preview.running
     assert len(preview.result.trajectory) == 5
-    final = session.preview(preview.result.trajectory[-1].denoised)[0]
-    assert _png(preview.x0_frames[-1]).tobytes() == final.tobytes()
+    last = preview.result.trajectory[-1]
+    assert _png(preview.x0_frames[-1]).tobytes() == session.preview(last.denoised)[0].tobytes()
+    x_t = session.preview(last.x / math.sqrt(last.sigma**2 + 1))[0]
+    assert _png(preview.xt_frames[-1]).tobytes() == x_t.tobytes()
 
 
 def test_step_preview_branch_keeps_earlier_frames_and_changes_later_ones():
