@@ -47,3 +47,10 @@ def test_python_side_point_and_keys(lab):
     norm = view.get_by_test_id("norm").inner_text()
     assert norm.startswith("‖z‖") and "ratio" in norm
     nb.screenshot("lab_navigator_python_side")
+
+    nb.save()
+    nb.reopen()  # the kernel keeps the state; the new page rebuilds the view from it
+    view = nb.widget("latent-navigator")
+    assert view.get_attribute("data-point") == "0.1400,0.9000"
+    view.get_by_test_id("preview").evaluate("(img) => img.decode()")
+    assert view.get_by_test_id("preview").evaluate("(img) => img.naturalWidth") > 0

@@ -46,3 +46,11 @@ def test_callback_use_and_python_side_step(lab):
     nb.page.wait_for_function("() => document.querySelector('[data-testid=step-preview]').dataset.step === '1'")
     assert view.get_by_test_id("step-label").inner_text().startswith("step 2/4")
     nb.screenshot("lab_step_preview_callback")
+
+    nb.save()
+    nb.reopen()
+    view = nb.widget("step-preview")
+    assert view.get_attribute("data-step") == "1"
+    view.get_by_test_id("scrubber").focus()
+    nb.page.keyboard.press("ArrowRight")
+    assert nb.wait_until("preview.step", lambda v: v == 2) == 2
