@@ -1,5 +1,10 @@
 """LatentNavigator in JupyterLab: a real drag moves the point and changes the preview; Python re-renders."""
 
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
 SETUP = """from difftech_lab.models.tiny import tiny_session
 from difftech_lab.widgets.latent_navigator import LatentNavigator
 s = tiny_session(progress=False)

@@ -2,6 +2,11 @@
 
 import json
 
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
 SETUP = """from difftech_lab.models.tiny import tiny_session
 from difftech_lab.profiling import profile_generation
 from difftech_lab.widgets.profiler_view import ProfilerView

@@ -1,5 +1,10 @@
 """StepPreview in JupyterLab: live frames from a run, the scrubber, branching, Python-side changes."""
 
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
 SETUP = """from difftech_lab.models.tiny import tiny_session
 from difftech_lab.widgets.step_preview import StepPreview
 s = tiny_session(progress=False)

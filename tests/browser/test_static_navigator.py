@@ -5,6 +5,8 @@ import pytest
 from difftech_lab.widgets._base import image_to_png
 from difftech_lab.widgets.latent_navigator import LatentNavigator
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture
 def navigator_state(tiny_session):

@@ -7,6 +7,8 @@ import pytest
 from difftech_lab.profiling import profile_generation
 from difftech_lab.widgets.profiler_view import ProfilerView
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture(scope="module")
 def report(tiny_session):

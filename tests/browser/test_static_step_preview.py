@@ -6,6 +6,8 @@ import torch
 from difftech_lab.sampling.events import StepEvent
 from difftech_lab.widgets.step_preview import StepPreview
 
+pytestmark = pytest.mark.browser
+
 
 def _feed(preview, steps=6):
     g = torch.Generator().manual_seed(0)
