@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -115,17 +117,39 @@ def profile_generation(session, *, profile_memory: bool = True, record_shapes: b
     if torch.cuda.is_available():
         activities.append(ProfilerActivity.CUDA)
     user_callback = generate_kwargs.pop("callback", None)
-    with profile(activities=activities, profile_memory=profile_memory, record_shapes=record_shapes,
-                 with_stack=with_stack) as prof:
-        def callback(event):
-            if user_callback is not None:
-                user_callback(event)
-            with record_function(STEP_END):
-                pass
-            prof.step()
+    prof = profile(activities=activities, profile_memory=profile_memory, record_shapes=record_shapes,
+                   with_stack=with_stack)
 
+    def callback(event):
+        if user_callback is not None:
+            user_callback(event)
+        with record_function(STEP_END):
+            pass
+        prof.step()
+
+    with _quiet_native_stderr():
+        prof.start()
+    try:
         result = session.generate(callback=callback, **generate_kwargs)
+    finally:
+        with _quiet_native_stderr():
+            prof.stop()
     return report_from_profiler(prof, result)
+
+
+@contextmanager
+def _quiet_native_stderr():
+    """Kineto logs ``USDT: … profiler_start``/``profiler_stop`` with a timestamp straight to file descriptor 2,
+    which Jupyter shows as a stderr output (and nbval compares); hide fd 2 while the profiler starts and stops."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def report_from_profiler(prof, result=None) -> ProfileReport:

@@ -130,3 +130,14 @@ def test_steps_come_from_the_callbacks_when_the_run_marks_none():
     assert [r["label"] for r in report.timeline()] == ["encode", "step 0", "step 1", "step 2", "decode"]
     assert [s.step for s in report.spans if s.stage == "model"] == [0, 1, 2]
     assert "step_end" not in {s.stage for s in report.spans}
+
+
+def test_the_profiler_start_and_stop_lines_do_not_reach_stderr(capfd):
+    """Kineto writes them to fd 2 with a timestamp; in a notebook they would become a changing stderr output."""
+    import sys
+
+    profile_generation(StagedSession(), steps=1)
+    print("still here", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert "profiler_start" not in err and "profiler_stop" not in err
+    assert "still here" in err
