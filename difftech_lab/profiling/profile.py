@@ -68,7 +68,7 @@ class ProfileReport:
     """What a profiled generation produced; ``result`` is the generation's own Result."""
 
     ops: list[OpRow]
-    spans: list[StageSpan]
+    stages: list[StageSpan]  # every difftech range, in start order
     memory: list[MemorySample]
     steps: int
     trace_json: bytes = field(repr=False)
@@ -77,7 +77,7 @@ class ProfileReport:
     def timeline(self) -> list[dict]:
         """One row per phase (``encode``, ``step 0`` …, ``decode``): start and exclusive ms per stage."""
         rows: dict[str, dict] = {}
-        for s in self.spans:
+        for s in self.stages:
             label = _phase_label(s)
             row = rows.setdefault(label, {"label": label, "step": s.step, "start_ms": s.start_ms, "stages": {}})
             row["start_ms"] = min(row["start_ms"], s.start_ms)
@@ -106,7 +106,7 @@ class ProfileReport:
         return self.export_chrome_trace(os.path.join(log_dir, name))
 
     def __repr__(self) -> str:
-        return (f"ProfileReport(steps={self.steps}, ops={len(self.ops)}, spans={len(self.spans)}, "
+        return (f"ProfileReport(steps={self.steps}, ops={len(self.ops)}, stages={len(self.stages)}, "
                 f"memory_samples={len(self.memory)})")
 
 
@@ -162,7 +162,7 @@ def report_from_profiler(prof, result=None) -> ProfileReport:
     events = json.loads(trace_json)["traceEvents"]
     spans, memory = _spans_and_memory(events)
     steps = sum(1 for s in spans if s.stage == "step")
-    return ProfileReport(ops=_op_rows(prof), spans=spans, memory=memory, steps=steps,
+    return ProfileReport(ops=_op_rows(prof), stages=spans, memory=memory, steps=steps,
                          trace_json=trace_json, result=result)
 
 

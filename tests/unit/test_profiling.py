@@ -41,11 +41,11 @@ def report():
 
 
 def test_every_stage_range_is_found(report):
-    stages = {s.stage for s in report.spans}
+    stages = {s.stage for s in report.stages}
     assert stages == {"encode_prompt", "step", "model", "guidance", "decode"}
     assert report.steps == 3
-    assert [s.step for s in report.spans if s.stage == "model"] == [0, 1, 2]
-    assert {s.step for s in report.spans if s.stage in ("encode_prompt", "decode")} == {None}
+    assert [s.step for s in report.stages if s.stage == "model"] == [0, 1, 2]
+    assert {s.step for s in report.stages if s.stage in ("encode_prompt", "decode")} == {None}
 
 
 def test_timeline_has_encode_steps_decode_in_order(report):
@@ -57,9 +57,9 @@ def test_timeline_has_encode_steps_decode_in_order(report):
 
 
 def test_nested_ranges_are_not_double_counted(report):
-    for span in report.spans:
+    for span in report.stages:
         assert 0 <= span.self_ms <= span.duration_ms + 1e-9
-    step0 = [s for s in report.spans if s.step == 0]
+    step0 = [s for s in report.stages if s.step == 0]
     outer = next(s for s in step0 if s.stage == "step")
     assert sum(s.self_ms for s in step0) == pytest.approx(outer.duration_ms, rel=1e-6)
 
@@ -128,8 +128,8 @@ def test_steps_come_from_the_callbacks_when_the_run_marks_none():
     report = profile_generation(UnmarkedStepsSession(), steps=3)
     assert report.steps == 3
     assert [r["label"] for r in report.timeline()] == ["encode", "step 0", "step 1", "step 2", "decode"]
-    assert [s.step for s in report.spans if s.stage == "model"] == [0, 1, 2]
-    assert "step_end" not in {s.stage for s in report.spans}
+    assert [s.step for s in report.stages if s.stage == "model"] == [0, 1, 2]
+    assert "step_end" not in {s.stage for s in report.stages}
 
 
 def test_the_profiler_start_and_stop_lines_do_not_reach_stderr(capfd):

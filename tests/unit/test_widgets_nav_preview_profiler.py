@@ -299,7 +299,7 @@ def _report():
     spans = [StageSpan("step", 0, 1.0, 2.0, 0.5), StageSpan("model", 0, 1.2, 1.5, 1.5),
              StageSpan("decode", None, 3.5, 0.5, 0.5)]
     memory = [MemorySample(0.0, 0, "cpu"), MemorySample(1.0, 4096, "cpu")]
-    return ProfileReport(ops=ops, spans=spans, memory=memory, steps=1, trace_json=b'{"traceEvents": []}')
+    return ProfileReport(ops=ops, stages=spans, memory=memory, steps=1, trace_json=b'{"traceEvents": []}')
 
 
 def test_profiler_view_syncs_the_report_and_sends_the_trace_on_request():
