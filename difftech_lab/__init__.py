@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # Heavy imports (torch, diffusers) wait until first use, so `import difftech_lab` stays instant.
 _LAZY = {
     "Session": ".session", "Result": ".session", "read_recipe": ".session", "Recipe": ".recipe",
-    "load_ipython_extension": ".ipython",
+    "load_ipython_extension": ".ipython", "unload_ipython_extension": ".ipython",
 }
 
 __all__ = ["Session", "Result", "Recipe", "read_recipe", "load_ipython_extension", "DifftechError",

@@ -263,7 +263,11 @@ class Session:
         x = result.x_init if step == made[0] else result.trajectory[made.index(step) - 1].x
         sigmas = result.sigmas
         prompt = overrides.get("prompt", parent.prompt)
-        return self._run(recipe, sigmas, x.clone(), prompt, callback, keep, progress, start_step=step)
+        child = self._run(recipe, sigmas, x.clone(), prompt, callback, keep, progress, start_step=step)
+        if keep:  # the parent's steps before the branch point, so the child can be scrubbed and branched again
+            child.trajectory = [event for event in result.trajectory if event.i < step] + child.trajectory
+            child.x_init = result.x_init
+        return child
 
     def run(self, recipe: Recipe | dict | str, **options) -> Result:
         """Reproduce a Result from its Recipe (bit for bit on the CPU)."""
@@ -314,6 +318,8 @@ class Session:
             x_init = x.clone() if keep_trajectory else None
 
             def on_step(info: dict) -> None:
+                if step_range:
+                    step_range.pop().__exit__(None, None, None)
                 i = int(info["i"]) + start_step
                 if not torch.isfinite(info["x"]).all():
                     raise NumericalError(
@@ -334,7 +340,12 @@ class Session:
                     raise CancelledError(f"run cancelled at step {i} of {steps_total}; the session is ready for "
                                          "the next call")
 
+            step_range = []  # the open "difftech/step" profiler range: opened by a step's first call, closed by its event
+
             def denoise(x, sigma):  # records every σ the network saw: churn, Heun's second point, restart jumps
+                if not step_range:
+                    step_range.append(record_function("difftech/step"))
+                    step_range[0].__enter__()
                 level = float(sigma.flatten()[0])
                 if not used or used[-1] != level:
                     used.append(level)
@@ -347,6 +358,8 @@ class Session:
                     latents = sampler(denoise, x.to(self.device, torch.float32), sigmas[start_step:].to(self.device),
                                       generator=generator, callback=on_step, **options)
             finally:
+                if step_range:
+                    step_range.pop().__exit__(None, None, None)
                 self._cancel.clear()
                 if bar is not None:
                     bar.close()

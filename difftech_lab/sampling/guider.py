@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import record_function
 
 from ..conditioning.types import Conditioning, Embedding
 from ..errors import InvalidArgumentError, ShapeError
@@ -110,6 +111,10 @@ class Guider:
             self._record(step, cfg, phi, [], 1)
             return cond
         uncond, *conds = self._forward(x, sigma, [self.conditioning.negative.at(step)] + [t.at(step) for t in terms])
+        with record_function("difftech/guidance"):
+            return self._combine(x, sigma, step, cfg, phi, uncond, conds, weights)
+
+    def _combine(self, x, sigma, step, cfg, phi, uncond, conds, weights) -> torch.Tensor:
         delta = sum(w * (c - uncond) for w, c in zip(weights, conds))
 
         def combine(scale: float) -> torch.Tensor:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import replace
 
 import torch
 import traitlets
@@ -129,10 +128,7 @@ class StepPreview(Widget):
         self.branched_from = k
 
         def generate(callback):
-            child = session.branch(parent, k, callback=callback, keep_trajectory=True, progress=False, **overrides)
-            # the child's trajectory covers steps k…; prefix the parent's so the result can be branched again
-            return replace(child, trajectory=list(parent.trajectory[:k]) + list(child.trajectory),
-                           x_init=parent.x_init)
+            return session.branch(parent, k, callback=callback, keep_trajectory=True, progress=False, **overrides)
 
         self._submit(generate)
 

@@ -243,3 +243,13 @@ def test_sigmas_used_show_heun_points_and_restart_jumps(tiny_session):
     assert 5.0 in [round(s, 4) for s in used]  # the forward jump to t_max
     assert any(b > a for a, b in zip(used, used[1:]))  # σ goes back up once
     assert restart.nfe == 2 * (2 * 3 - 1 + 2 * 2)  # Heun 2N−1 plus K·2·N_restart, CFG doubles
+
+
+def test_a_branch_can_be_branched_again(tiny_session):
+    result = tiny_session.generate("a circle", seed=2, keep_trajectory=True, steps=4, width=32, height=32,
+                                   progress=False)
+    child = tiny_session.branch(result, 2, cfg=2.0, keep_trajectory=True)
+    assert [e.i for e in child.trajectory] == [0, 1, 2, 3]
+    assert torch.equal(child.trajectory[1].x, result.trajectory[1].x)
+    grandchild = tiny_session.branch(child, 3, keep_trajectory=True)
+    assert torch.equal(grandchild.latents, child.latents)  # nothing changed after step 3: the same final latent

@@ -79,8 +79,12 @@ class FakeSession:
 
     def branch(self, result, step, callback=None, keep_trajectory=False, progress=None, **overrides):
         x = result.x_init if step == 0 else result.trajectory[step - 1].x
-        return self.generate(result.recipe.prompt, steps=result.recipe.steps, x=x, start=step, callback=callback,
-                             keep_trajectory=keep_trajectory, cfg=overrides.get("cfg", result.recipe.cfg))
+        child = self.generate(result.recipe.prompt, steps=result.recipe.steps, x=x, start=step, callback=callback,
+                              keep_trajectory=keep_trajectory, cfg=overrides.get("cfg", result.recipe.cfg))
+        if keep_trajectory:  # as Session.branch: the parent's earlier steps come first
+            child.trajectory = list(result.trajectory[:step]) + list(child.trajectory)
+            child.x_init = result.x_init
+        return child
 
     def cancel(self):
         self.cancelled = True
