@@ -37,6 +37,8 @@ class Recipe:
     strength: float | None = None
     init_image: str | None = None
     mask: dict | None = None
+    noise: dict | None = None
+    prompt_embedding: dict | None = None
     branch: dict | None = None
     model: str = ""
     version: int = RECIPE_VERSION

@@ -193,7 +193,11 @@ class Session:
         recipe = self._recipe("txt2img", prompt, negative_prompt, width, height, steps, sampler, schedule, cfg,
                               cfg_rescale, threshold, seed, batch_size, clip_skip, sampler_options, schedule_options)
         sigmas, _ = self._sigmas(recipe)
-        noise = self._noise_input(noise, recipe)
+        if noise is not None:  # given noise is part of what the result depends on
+            noise = self._noise_input(noise, recipe)
+            recipe.noise = array_to_dict(noise.numpy())
+        else:
+            noise = self.noise(recipe.seed, width, height, batch_size)
         x = self.model_sampling.noise_scaling(sigmas[0], noise, torch.zeros_like(noise))
         return self._run(recipe, sigmas, x, prompt, callback, keep_trajectory, progress)
 
@@ -285,12 +289,18 @@ class Session:
                       cfg_rescale=recipe.cfg_rescale, threshold=recipe.threshold, seed=recipe.seed,
                       batch_size=recipe.batch_size, clip_skip=recipe.clip_skip,
                       sampler_options=recipe.sampler_options, schedule_options=recipe.schedule_options, **options)
+        prompt = recipe.prompt
+        if recipe.prompt_embedding:
+            pooled = recipe.prompt_embedding["pooled"]
+            prompt = Embedding(hidden=torch.from_numpy(array_from_dict(recipe.prompt_embedding["hidden"])),
+                               pooled=None if pooled is None else torch.from_numpy(array_from_dict(pooled)))
         if recipe.mode == "txt2img":
-            return self.generate(recipe.prompt, recipe.negative_prompt, width=recipe.width, height=recipe.height,
-                                 **common)
+            noise = torch.from_numpy(array_from_dict(recipe.noise)) if recipe.noise else None
+            return self.generate(prompt, recipe.negative_prompt, width=recipe.width, height=recipe.height,
+                                 noise=noise, **common)
         if recipe.mode in ("img2img", "inpaint"):
             mask = array_from_dict(recipe.mask) if recipe.mask else None
-            return self.img2img(image_from_text(recipe.init_image), recipe.prompt, recipe.negative_prompt,
+            return self.img2img(image_from_text(recipe.init_image), prompt, recipe.negative_prompt,
                                 strength=recipe.strength, mask=mask, **common)
         raise InvalidArgumentError(f"recipe mode {recipe.mode!r} is not one this version runs")
 
@@ -310,69 +320,31 @@ class Session:
                             cfg=recipe.cfg, cfg_rescale=recipe.cfg_rescale,
                             threshold=self._threshold(recipe.threshold))
             sampler = get_sampler(recipe.sampler)
-            trajectory = [] if keep_trajectory else None
-            used = []
             steps_total = len(sigmas) - 1
-            bar = self._progress_bar(progress, steps_total - start_step)
-            t_sample = time.perf_counter()
+            monitor = _RunMonitor(guider, self._cancel, steps=steps_total, start=start_step, callback=callback,
+                                  keep_trajectory=keep_trajectory, t0=t0,
+                                  bar=self._progress_bar(progress, steps_total - start_step))
             x_init = x.clone() if keep_trajectory else None
-
-            def on_step(info: dict) -> None:
-                if step_range:
-                    step_range.pop().__exit__(None, None, None)
-                i = int(info["i"]) + start_step
-                if not torch.isfinite(info["x"]).all():
-                    raise NumericalError(
-                        f"the latent became NaN/inf at step {i} (σ={float(info['sigma']):.4g}); in fp16 use "
-                        "dtype=torch.float32 or bfloat16, or lower cfg")
-                event = StepEvent(i=i, steps=steps_total, sigma=float(info["sigma"]),
-                                  sigma_hat=float(info.get("sigma_hat", info["sigma"])), x=info["x"],
-                                  denoised=info["denoised"], nfe=guider.nfe,
-                                  elapsed=time.perf_counter() - t0, guidance=dict(guider.last or {}))
-                if trajectory is not None:
-                    trajectory.append(replace(event, x=event.x.detach().clone(),
-                                              denoised=event.denoised.detach().clone()))
-                if bar is not None:
-                    bar.update(1)
-                if callback is not None:
-                    callback(event)
-                if self._cancel.is_set():
-                    raise CancelledError(f"run cancelled at step {i} of {steps_total}; the session is ready for "
-                                         "the next call")
-
-            step_range = []  # the open "difftech/step" profiler range: opened by a step's first call, closed by its event
-
-            def denoise(x, sigma):  # records every σ the network saw: churn, Heun's second point, restart jumps
-                if not step_range:
-                    step_range.append(record_function("difftech/step"))
-                    step_range[0].__enter__()
-                level = float(sigma.flatten()[0])
-                if not used or used[-1] != level:
-                    used.append(level)
-                return guider(x, sigma)
-
             generator = torch.Generator("cpu").manual_seed(int(recipe.seed) + 0x5EED + start_step)
-            options = dict(recipe.sampler_options)
+            t_sample = time.perf_counter()
             try:
                 with torch.no_grad():
-                    latents = sampler(denoise, x.to(self.device, torch.float32), sigmas[start_step:].to(self.device),
-                                      generator=generator, callback=on_step, **options)
+                    latents = sampler(monitor.denoise, x.to(self.device, torch.float32),
+                                      sigmas[start_step:].to(self.device), generator=generator,
+                                      callback=monitor.on_step, **recipe.sampler_options)
             finally:
-                if step_range:
-                    step_range.pop().__exit__(None, None, None)
+                monitor.close()
                 self._cancel.clear()
-                if bar is not None:
-                    bar.close()
             if not torch.isfinite(latents).all():
                 raise NumericalError("the final latent is NaN/inf; in fp16 use dtype=torch.float32, or lower cfg")
-            used.append(0.0)
             timings["sampling"] = time.perf_counter() - t_sample
             t_dec = time.perf_counter()
             images = self.decode(latents)
             timings["decode"] = time.perf_counter() - t_dec
             timings["total"] = time.perf_counter() - t0
         return Result(images=images, latents=latents.cpu(), recipe=recipe, nfe=guider.nfe, timings=timings,
-                      sigmas=sigmas.cpu(), sigmas_used=used, trajectory=trajectory, x_init=x_init)
+                      sigmas=sigmas.cpu(), sigmas_used=monitor.sigmas_used + [0.0], trajectory=monitor.trajectory,
+                      x_init=x_init)
 
     # ------------------------------------------------------------------------------------------- helpers
     def _progress_bar(self, progress, total):
@@ -398,7 +370,15 @@ class Session:
             raise InvalidArgumentError(f"batch_size {batch_size!r} must be a positive integer")
         if not isinstance(seed, (int, np.integer)):
             raise InvalidArgumentError(f"seed {seed!r} must be an integer")
+        embedding = None
+        if isinstance(prompt, Embedding):
+            embedding = {"hidden": array_to_dict(prompt.hidden.float().cpu().numpy()),
+                         "pooled": None if prompt.pooled is None else array_to_dict(prompt.pooled.float().cpu().numpy())}
+        elif not isinstance(prompt, str):
+            raise InvalidArgumentError(f"prompt must be a str or an Embedding (session.encode_prompt), got "
+                                       f"{type(prompt).__name__}")
         return Recipe(
+            prompt_embedding=embedding,
             mode=mode, prompt=prompt if isinstance(prompt, str) else "<embedding>", negative_prompt=negative_prompt,
             width=width, height=height, steps=steps, sampler=sampler, sampler_options=dict(sampler_options or {}),
             schedule=schedule, schedule_options=dict(schedule_options or {}),
@@ -468,8 +448,6 @@ class Session:
 
     def _noise_input(self, noise, recipe: Recipe) -> torch.Tensor:
         expected = (recipe.batch_size, *self.latent_shape(recipe.width, recipe.height))
-        if noise is None:
-            return self.noise(recipe.seed, recipe.width, recipe.height, recipe.batch_size)
         if not isinstance(noise, torch.Tensor):
             raise InvalidArgumentError(f"noise must be a torch.Tensor of shape {expected}, got {type(noise).__name__}")
         if noise.dim() == 3:
@@ -477,7 +455,6 @@ class Session:
         if tuple(noise.shape) != expected:
             raise ShapeError(f"noise has shape {tuple(noise.shape)}, but {recipe.width}x{recipe.height} with "
                              f"batch_size {recipe.batch_size} needs {expected}")
-        recipe.seed = -1 if recipe.seed is None else recipe.seed
         return noise.float().cpu()
 
     def _image(self, image):
@@ -524,6 +501,57 @@ class Session:
         f = self.model.vae_scale_factor
         m = torch.from_numpy(mask)[None, None]
         return torch.nn.functional.avg_pool2d(m, f).to(self.device)  # area resize keeps the mask's mean
+
+
+class _RunMonitor:
+    """Sits between a sampler and the guider for one run: profiler step ranges, the σ's visited, step events,
+    the trajectory, the progress bar, NaN checks and cancellation."""
+
+    def __init__(self, guider, cancel: threading.Event, *, steps, start, callback, keep_trajectory, t0, bar):
+        self.guider, self.cancel, self.steps, self.start = guider, cancel, steps, start
+        self.callback, self.t0, self.bar = callback, t0, bar
+        self.trajectory = [] if keep_trajectory else None
+        self.sigmas_used: list[float] = []
+        self._range = None  # the open "difftech/step" range: opened by a step's first call, closed by its event
+
+    def denoise(self, x, sigma):
+        """The denoiser the sampler sees; records every σ the network saw (churn, Heun points, restart jumps)."""
+        if self._range is None:
+            self._range = record_function("difftech/step")
+            self._range.__enter__()
+        level = float(sigma.flatten()[0])
+        if not self.sigmas_used or self.sigmas_used[-1] != level:
+            self.sigmas_used.append(level)
+        return self.guider(x, sigma)
+
+    def on_step(self, info: dict) -> None:
+        self._close_range()
+        i = int(info["i"]) + self.start
+        if not torch.isfinite(info["x"]).all():
+            raise NumericalError(f"the latent became NaN/inf at step {i} (σ={float(info['sigma']):.4g}); in fp16 "
+                                 "use dtype=torch.float32 or bfloat16, or lower cfg")
+        event = StepEvent(i=i, steps=self.steps, sigma=float(info["sigma"]),
+                          sigma_hat=float(info.get("sigma_hat", info["sigma"])), x=info["x"],
+                          denoised=info["denoised"], nfe=self.guider.nfe, elapsed=time.perf_counter() - self.t0,
+                          guidance=dict(self.guider.last or {}))
+        if self.trajectory is not None:
+            self.trajectory.append(replace(event, x=event.x.detach().clone(), denoised=event.denoised.detach().clone()))
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.callback is not None:
+            self.callback(event)
+        if self.cancel.is_set():
+            raise CancelledError(f"run cancelled at step {i} of {self.steps}; the session is ready for the next call")
+
+    def close(self) -> None:
+        self._close_range()
+        if self.bar is not None:
+            self.bar.close()
+
+    def _close_range(self) -> None:
+        if self._range is not None:
+            self._range.__exit__(None, None, None)
+            self._range = None
 
 
 class _InpaintDenoiser:

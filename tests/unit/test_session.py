@@ -253,3 +253,15 @@ def test_a_branch_can_be_branched_again(tiny_session):
     assert torch.equal(child.trajectory[1].x, result.trajectory[1].x)
     grandchild = tiny_session.branch(child, 3, keep_trajectory=True)
     assert torch.equal(grandchild.latents, child.latents)  # nothing changed after step 3: the same final latent
+
+
+def test_given_noise_and_embedding_are_recorded_so_the_recipe_still_reproduces(tiny_session):
+    from difftech_lab.techniques.latents import slerp
+
+    a, b = tiny_session.noise(1, 32, 32), tiny_session.noise(2, 32, 32)
+    embedding = tiny_session.encode_prompt("a (red:1.2) star")
+    result = tiny_session.generate(embedding, noise=slerp(a, b, 0.3), **FAST)
+    assert result.recipe.prompt == "<embedding>" and result.recipe.noise["shape"] == [1, 4, 16, 16]
+    assert _same(tiny_session.run(Recipe.from_json(result.recipe.to_json())), result)
+    with pytest.raises(InvalidArgumentError, match="prompt must be a str or an Embedding"):
+        tiny_session.generate(42, **FAST)
