@@ -79,7 +79,8 @@ def cmd_lab(args) -> int:
 def cmd_eval(args) -> int:
     from .training.evaluate import main as eval_main
 
-    return eval_main(args.eval_args) or 0
+    eval_main(args.eval_args)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
