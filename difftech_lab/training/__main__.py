@@ -19,7 +19,7 @@ STAGES = {  # stage -> (module, default steps, batch, learning rate)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m difftech_lab.training", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m difftech_lab.training", description=__doc__, allow_abbrev=False)
     p.add_argument("stage", choices=[*STAGES, "export", "eval"])
     p.add_argument("--run-dir", help="checkpoints and log.jsonl (default runs/<stage>)")
     p.add_argument("--runs", default="runs", help="folder holding every stage's run")
