@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -133,7 +134,10 @@ def random_spec(rng: np.random.Generator, n_objects: int | None = None) -> Scene
     return SceneSpec(objects, str(rng.choice(list(BACKGROUNDS))))
 
 
-_YY, _XX = np.mgrid[0:RESOLUTION, 0:RESOLUTION].astype(np.float32) + 0.5
+@lru_cache(maxsize=4)
+def _pixel_centres(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[0:size[0], 0:size[1]].astype(np.float32) + 0.5
+    return ys, xs
 
 
 def _star_polygon(cx: float, cy: float, r: float) -> np.ndarray:
@@ -142,30 +146,31 @@ def _star_polygon(cx: float, cy: float, r: float) -> np.ndarray:
     return np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], 1)
 
 
-def _inside_polygon(poly: np.ndarray) -> np.ndarray:
+def _inside_polygon(poly: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
     """Even-odd point-in-polygon test for every pixel centre."""
-    inside = np.zeros_like(_XX, dtype=bool)
+    inside = np.zeros_like(xx, dtype=bool)
     for (x0, y0), (x1, y1) in zip(poly, np.roll(poly, -1, 0)):
         if y0 == y1:
             continue
-        crosses = (_YY >= min(y0, y1)) & (_YY < max(y0, y1))
-        x_at = x0 + (_YY - y0) * (x1 - x0) / (y1 - y0)
-        inside ^= crosses & (_XX < x_at)
+        crosses = (yy >= min(y0, y1)) & (yy < max(y0, y1))
+        x_at = x0 + (yy - y0) * (x1 - x0) / (y1 - y0)
+        inside ^= crosses & (xx < x_at)
     return inside
 
 
-def shape_mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
-    """Boolean 64×64 mask of one upright shape of half-extent ``r`` centred at (cx, cy)."""
+def shape_mask(shape: str, cx: float, cy: float, r: float, size: tuple[int, int] = (RESOLUTION, RESOLUTION)) -> np.ndarray:
+    """Boolean mask (``size`` = H, W) of one upright shape of half-extent ``r`` centred at (cx, cy)."""
+    yy, xx = _pixel_centres(tuple(size))
     if shape == "circle":
-        return (_XX - cx) ** 2 + (_YY - cy) ** 2 <= r * r
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
     if shape == "square":
         s = r * 0.85  # a square of the same half-extent looks bigger than the other shapes
-        return (np.abs(_XX - cx) <= s) & (np.abs(_YY - cy) <= s)
+        return (np.abs(xx - cx) <= s) & (np.abs(yy - cy) <= s)
     if shape == "triangle":
         h = r * 1.05
-        return _inside_polygon(np.array([[cx, cy - h], [cx + h, cy + h * 0.8], [cx - h, cy + h * 0.8]]))
+        return _inside_polygon(np.array([[cx, cy - h], [cx + h, cy + h * 0.8], [cx - h, cy + h * 0.8]]), yy, xx)
     if shape == "star":
-        return _inside_polygon(_star_polygon(cx, cy + r * 0.1, r * 1.15))
+        return _inside_polygon(_star_polygon(cx, cy + r * 0.1, r * 1.15), yy, xx)
     raise InvalidArgumentError(f"unknown shape {shape!r}; use one of {SHAPES}")
 
 

@@ -1,7 +1,7 @@
 """Deterministic prompt-adherence scorer for the shapes grammar: per object colour, shape and position, plus background.
 
 Pixel rules read colour, background and position (nearest palette colour, connected components, the 3×3 grid);
-shape is the best intersection-over-union against the grammar's own shapes drawn into the object's bounding box.
+shape is the best intersection-over-union against the grammar's own shapes drawn with the object's area and centroid.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ _PALETTE = np.array([*dataset.COLOURS.values(), *dataset.BACKGROUNDS.values()], 
 _N_OBJECT_COLOURS = len(dataset.COLOURS)
 _GRID_NAMES = {v: k for k, v in dataset.POSITIONS.items()}
 MIN_AREA = 0.004  # an object covers at least this fraction of the image (a small triangle covers ~0.027)
-TEMPLATE = 24  # side of the bounding-box-normalised masks compared for shape
 
 
 @dataclass(frozen=True)
@@ -96,26 +95,32 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     return mask | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
 
 
-def _normalised(mask: np.ndarray) -> np.ndarray:
-    """The mask cropped to its bounding box and resampled to TEMPLATE×TEMPLATE (values in [0, 1])."""
-    ys, xs = np.nonzero(mask)
-    crop = mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.uint8) * 255
-    return np.asarray(Image.fromarray(crop).resize((TEMPLATE, TEMPLATE), Image.BOX), np.float32) / 255
-
-
 @lru_cache(maxsize=1)
-def _templates() -> np.ndarray:
-    """Each shape of the grammar, drawn big and normalised like a detected mask."""
-    c = dataset.RESOLUTION / 2
-    return np.stack([_normalised(dataset.shape_mask(s, c, c, 26.0)) for s in dataset.SHAPES])
+def _shape_geometry() -> dict[str, tuple[float, float, float]]:
+    """Per shape: area / r² and the centroid's offset from the drawing centre in units of r (measured, r = 26)."""
+    r, c = 26.0, dataset.RESOLUTION / 2
+    geometry = {}
+    for shape in dataset.SHAPES:
+        ys, xs = np.nonzero(dataset.shape_mask(shape, c, c, r))
+        geometry[shape] = (len(xs) / r**2, (xs.mean() + 0.5 - c) / r, (ys.mean() + 0.5 - c) / r)
+    return geometry
 
 
 def classify_shape(mask: np.ndarray) -> str:
-    """The grammar shape whose bounding-box-normalised template overlaps the mask best (soft IoU)."""
-    m = _normalised(mask)[None]
-    t = _templates()
-    iou = np.minimum(m, t).sum((1, 2)) / np.maximum(m, t).sum((1, 2))
-    return dataset.SHAPES[int(iou.argmax())]
+    """The grammar shape that, drawn with the mask's area and centroid, overlaps the mask best (IoU).
+
+    Matching area and centroid instead of the bounding box keeps a stray edge pixel from reshaping the template.
+    """
+    ys, xs = np.nonzero(mask)
+    area, cx, cy = len(xs), xs.mean() + 0.5, ys.mean() + 0.5
+    best, best_iou = dataset.SHAPES[0], -1.0
+    for shape, (k, ox, oy) in _shape_geometry().items():
+        r = float(np.sqrt(area / k))
+        template = dataset.shape_mask(shape, cx - ox * r, cy - oy * r, r, size=mask.shape)
+        iou = (template & mask).sum() / (template | mask).sum()
+        if iou > best_iou:
+            best, best_iou = shape, iou
+    return best
 
 
 def detect(image) -> tuple[str, list[Detection]]:
@@ -139,7 +144,10 @@ def detect(image) -> tuple[str, list[Detection]]:
         for i, n in zip(ids, counts):
             if n < MIN_AREA * h * w or not (core & (labels == i)).any():
                 continue
-            comp = labels == i
+            # Edge pixels blended with the background belong to the object when nearer its colour than the
+            # background's: without them small squares lose their corners and read as circles.
+            near = _dilate(_dilate(labels == i))
+            comp = near & (((rgb - _PALETTE[c]) ** 2).sum(-1) < ((rgb - _PALETTE[background]) ** 2).sum(-1))
             ys, xs = np.nonzero(comp)
             cx, cy = (xs.mean() + 0.5) / w, (ys.mean() + 0.5) / h
             cell = (min(int(cx * 3), 2), min(int(cy * 3), 2))
