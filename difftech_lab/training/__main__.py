@@ -13,8 +13,7 @@ import torch
 STAGES = {  # stage -> (module, default steps, batch, learning rate)
     "vae": ("train_vae", 4000, 16, 1e-3),
     "text": ("train_text", 3000, 64, 1e-3),
-    "unet": ("train_unet", 20000, 32, 5e-4),
-    "scorer": ("train_scorer", 1500, 64, 2e-3),
+    "unet": ("train_unet", 20000, 32, 1e-3),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, EulerDiscreteScheduler
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from difftech_lab.training import dataset
@@ -121,10 +121,6 @@ def build_vae() -> AutoencoderKL:
     # A near-deterministic posterior at the start; otherwise sampling noise swamps the tiny decoder's signal.
     vae.quant_conv.bias.data[VAE_CONFIG["latent_channels"]:] = -8.0
     return vae
-
-
-def build_unet(arch: str = "four-level") -> UNet2DConditionModel:
-    return UNet2DConditionModel(**UNET_ARCHITECTURES[arch])
 
 
 def build_scheduler() -> EulerDiscreteScheduler:

@@ -1,7 +1,6 @@
 """Every training stage runs two steps on a few images, the loss falls, and the export loads in diffusers."""
 
 import json
-import os
 
 import numpy as np
 import pytest
