@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timing-runs", type=int, default=5, help="timed single-image generations (0: none)")
     p.add_argument("--save", action="store_true", help="write evaluation.json, the grid PNG and the model card")
+    if argv and argv[0] == "--":  # what `difftech-lab eval -- --images 50` forwards
+        argv = argv[1:]
     args = p.parse_args(argv)
     started = time.time()
     result = evaluate(args.folder, args.images, args.steps, args.guidance, args.seed, args.timing_runs)
