@@ -16,7 +16,7 @@ from PIL import Image
 from difftech_lab.training import dataset, scorer
 from difftech_lab.training.export import BUNDLED, write_model_card
 
-DEFAULT_GUIDANCE = 4.0
+DEFAULT_GUIDANCE = 3.0  # the model card's setting
 
 
 def load_pipeline(folder):
