@@ -113,20 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
     model_options(info)
     info.set_defaults(func=cmd_info)
 
-    lab = sub.add_parser("lab", help="JupyterLab on the tour notebook")
-    lab.add_argument("lab_args", nargs=argparse.REMAINDER)
-    lab.set_defaults(func=cmd_lab)
+    lab = sub.add_parser("lab", help="JupyterLab on the tour notebook (other options go to JupyterLab)")
+    lab.set_defaults(func=cmd_lab, passthrough="lab_args")
 
-    ev = sub.add_parser("eval", help="score a model on the held-out prompts (see --help of the evaluator)")
-    ev.add_argument("eval_args", nargs=argparse.REMAINDER)
-    ev.set_defaults(func=cmd_eval)
+    ev = sub.add_parser("eval", help="score a model on the held-out prompts ([FOLDER] --images N --guidance G …)",
+                        add_help=False)
+    ev.set_defaults(func=cmd_eval, passthrough="eval_args")
     return parser
 
 
 def main(argv=None) -> int:
     from .errors import DifftechError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", None):  # lab and eval hand their own options on
+        setattr(args, args.passthrough, extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except DifftechError as err:

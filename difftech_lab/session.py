@@ -328,7 +328,7 @@ class Session:
             generator = torch.Generator("cpu").manual_seed(int(recipe.seed) + 0x5EED + start_step)
             t_sample = time.perf_counter()
             try:
-                with torch.no_grad():
+                with torch.inference_mode():  # a few % faster than no_grad: no version counters
                     latents = sampler(monitor.denoise, x.to(self.device, torch.float32),
                                       sigmas[start_step:].to(self.device), generator=generator,
                                       callback=monitor.on_step, **recipe.sampler_options)
@@ -339,11 +339,15 @@ class Session:
                 raise NumericalError("the final latent is NaN/inf; in fp16 use dtype=torch.float32, or lower cfg")
             timings["sampling"] = time.perf_counter() - t_sample
             t_dec = time.perf_counter()
-            images = self.decode(latents)
+            with torch.inference_mode():
+                images = self.decode(latents)
             timings["decode"] = time.perf_counter() - t_dec
             timings["total"] = time.perf_counter() - t0
+            latents = latents.clone()  # outside inference mode: an ordinary tensor users may edit or differentiate
+            trajectory = None if monitor.trajectory is None else [
+                replace(e, x=e.x.clone(), denoised=e.denoised.clone()) for e in monitor.trajectory]
         return Result(images=images, latents=latents.cpu(), recipe=recipe, nfe=guider.nfe, timings=timings,
-                      sigmas=sigmas.cpu(), sigmas_used=monitor.sigmas_used + [0.0], trajectory=monitor.trajectory,
+                      sigmas=sigmas.cpu(), sigmas_used=monitor.sigmas_used + [0.0], trajectory=trajectory,
                       x_init=x_init)
 
     # ------------------------------------------------------------------------------------------- helpers

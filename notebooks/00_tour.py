@@ -43,7 +43,7 @@ session
 
 # %%
 prompt = "a big red circle on the left on a white background"
-result = session.generate(prompt, steps=20, sampler="euler", cfg=5.0, seed=0, batch_size=4)
+result = session.generate(prompt, steps=20, sampler="euler", cfg=3.0, seed=0, batch_size=4)
 print(result)
 result.grid(scale=3)
 
@@ -93,7 +93,7 @@ print(prompt_schedules("a [red|blue] circle", steps=4))
 # settle details. Here the colour switches from red to blue at step 6 of 20 and at step 14 of 20.
 
 # %%
-edits = [session.generate(p, steps=20, cfg=5.0, seed=1) for p in (
+edits = [session.generate(p, steps=20, cfg=3.0, seed=1) for p in (
     "a big red square in the centre on a white background",
     "a big [red:blue:6] square in the centre on a white background",
     "a big [red:blue:14] square in the centre on a white background",
@@ -124,7 +124,7 @@ table = compare(session, prompts, {
     "dpmpp_2m karras, 10": {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 10},
     "heun, 10": {"sampler": "heun", "steps": 10},
     "euler_ancestral, 20": {"sampler": "euler_ancestral", "steps": 20},
-}, seeds=range(4), cfg=5.0)
+}, seeds=range(4), cfg=3.0)
 print(table)
 
 # %% [markdown]
@@ -139,7 +139,7 @@ print(table)
 from difftech_lab.widgets import StepPreview
 
 preview = StepPreview(session)
-preview.run("a big green star in the centre on a black background", steps=20, cfg=5.0, seed=2)
+preview.run("a big green star in the centre on a black background", steps=20, cfg=3.0, seed=2)
 preview.wait()
 preview
 
@@ -178,7 +178,7 @@ mask = np.zeros((64, 64), np.float32)
 mask[:, 32:] = 1.0  # regenerate the right half
 painter.mask = mask
 inpainted = session.inpaint(base, painter.mask, "a big blue square on the right on a white background", seed=5,
-                            cfg=5.0)
+                            cfg=3.0)
 painter
 
 # %%
@@ -213,6 +213,6 @@ navigator
 from difftech_lab.profiling import profile_generation
 from difftech_lab.widgets import ProfilerView
 
-report = profile_generation(session, prompt=prompt, steps=10, cfg=5.0, seed=0)
+report = profile_generation(session, prompt=prompt, steps=10, cfg=3.0, seed=0)
 print(sorted({span.stage for span in report.stages}))
 ProfilerView(report)

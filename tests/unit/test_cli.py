@@ -33,3 +33,12 @@ def test_info_reports_versions_and_model(tiny_folders):
     info = json.loads(proc.stdout)
     assert info["torch"] and info["diffusers"] and info["device"] in ("cpu",) or info["cuda"]
     assert info["model"]["parameterisation"] == "EpsDiscrete"
+
+
+def test_eval_passes_its_options_through(monkeypatch):
+    import difftech_lab.training.evaluate as evaluate
+
+    seen = []
+    monkeypatch.setattr(evaluate, "main", lambda argv: seen.append(argv) or {})
+    assert main(["eval", "--images", "5", "--guidance", "2"]) == 0
+    assert seen == [["--images", "5", "--guidance", "2"]]

@@ -265,3 +265,10 @@ def test_given_noise_and_embedding_are_recorded_so_the_recipe_still_reproduces(t
     assert _same(tiny_session.run(Recipe.from_json(result.recipe.to_json())), result)
     with pytest.raises(InvalidArgumentError, match="prompt must be a str or an Embedding"):
         tiny_session.generate(42, **FAST)
+
+
+def test_result_tensors_are_ordinary_tensors(tiny_session):
+    result = tiny_session.generate("x", seed=0, keep_trajectory=True, **FAST)
+    for tensor in (result.latents, result.trajectory[0].x, result.trajectory[0].denoised):
+        assert not tensor.is_inference()
+    result.latents += 1  # in-place edits work outside the sampling loop
