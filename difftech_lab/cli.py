@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int, default=20)
     gen.add_argument("--sampler", default="euler")
     gen.add_argument("--schedule", default="default")
-    gen.add_argument("--cfg", type=float, default=7.0)
+    gen.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's recommended one)")
     gen.add_argument("--cfg-rescale", type=float, default=0.0)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--batch-size", type=int, default=1)

@@ -184,11 +184,11 @@ class Session:
     # ---------------------------------------------------------------------------------------- techniques
     def generate(self, prompt: str | Embedding = "", negative_prompt: str = "", *, width: int | None = None,
                  height: int | None = None, steps: int = 20, sampler: str = "euler", schedule: str = "default",
-                 cfg: Curve = 7.0, cfg_rescale: Curve = 0.0, threshold=None, seed: int = 0, batch_size: int = 1,
+                 cfg: Curve | None = None, cfg_rescale: Curve = 0.0, threshold=None, seed: int = 0, batch_size: int = 1,
                  callback=None, noise: torch.Tensor | None = None, keep_trajectory: bool = False,
                  progress: bool | None = None, clip_skip: int = 1, sampler_options: dict | None = None,
                  schedule_options: dict | None = None) -> Result:
-        """Text to image."""
+        """Text to image. ``cfg=None`` takes the model's recommended guidance scale (7.0 when it names none)."""
         width, height = self._size(width, height)
         recipe = self._recipe("txt2img", prompt, negative_prompt, width, height, steps, sampler, schedule, cfg,
                               cfg_rescale, threshold, seed, batch_size, clip_skip, sampler_options, schedule_options)
@@ -202,7 +202,7 @@ class Session:
         return self._run(recipe, sigmas, x, prompt, callback, keep_trajectory, progress)
 
     def img2img(self, image, prompt: str | Embedding = "", negative_prompt: str = "", *, strength: float = 0.6,
-                steps: int = 20, sampler: str = "euler", schedule: str = "default", cfg: Curve = 7.0,
+                steps: int = 20, sampler: str = "euler", schedule: str = "default", cfg: Curve | None = None,
                 cfg_rescale: Curve = 0.0, threshold=None, seed: int = 0, batch_size: int = 1, callback=None,
                 keep_trajectory: bool = False, progress: bool | None = None, clip_skip: int = 1,
                 sampler_options: dict | None = None, schedule_options: dict | None = None, mask=None) -> Result:
@@ -386,7 +386,7 @@ class Session:
             mode=mode, prompt=prompt if isinstance(prompt, str) else "<embedding>", negative_prompt=negative_prompt,
             width=width, height=height, steps=steps, sampler=sampler, sampler_options=dict(sampler_options or {}),
             schedule=schedule, schedule_options=dict(schedule_options or {}),
-            cfg=self._recipe_value("cfg", cfg, steps), cfg_rescale=self._recipe_value("cfg_rescale", cfg_rescale, steps),
+            cfg=self._recipe_value("cfg", self.model.default_cfg if cfg is None else cfg, steps), cfg_rescale=self._recipe_value("cfg_rescale", cfg_rescale, steps),
             threshold=self._recipe_value("threshold", threshold, steps), seed=int(seed), batch_size=batch_size,
             clip_skip=clip_skip, model=self.model.name)
 

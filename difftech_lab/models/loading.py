@@ -53,6 +53,11 @@ class ModelBundle:
         return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
 
     @property
+    def default_cfg(self) -> float:
+        """The guidance scale the model's folder recommends (``difftech.json``), else Stable Diffusion's 7.0."""
+        return float(self.extras.get("defaults", {}).get("cfg", 7.0))
+
+    @property
     def default_size(self) -> tuple[int, int]:
         side = int(self.unet.config.sample_size) * self.vae_scale_factor
         return side, side
@@ -153,7 +158,10 @@ def load_folder(folder: str | os.PathLike, device="auto", dtype="auto", name: st
     scheduler_config = json.loads(scheduler_file.read_text())
     encoders = [parts["text_encoder"]] + ([parts["text_encoder_2"]] if "text_encoder_2" in parts else [])
     tokenizers = [parts["tokenizer"]] + ([parts["tokenizer_2"]] if "tokenizer_2" in parts else [])
+    defaults_file = folder / "difftech.json"  # optional: settings the model was evaluated with
+    defaults = json.loads(defaults_file.read_text()) if defaults_file.is_file() else {}
     return ModelBundle(
+        extras={"defaults": defaults},
         name=name or folder.name, source=str(folder), unet=parts["unet"], vae=parts["vae"], tokenizers=tokenizers,
         text_encoders=encoders, scheduler_config=scheduler_config,
         model_sampling=model_sampling_from_config(scheduler_config), device=device, dtype=dtype,

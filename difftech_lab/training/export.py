@@ -139,6 +139,8 @@ def _card_text(folder: Path, meta: dict, evaluation: dict | None) -> str:
         f" down {cfg['unet']['down_block_types']}, self- and cross-attention at 8×8, 4×4 and 2×2 (plus mid-block);"
         " v-prediction, min-SNR-5 weighting, 10% caption dropout, EMA 0.999 (exported).",
         "- Scheduler: `EulerDiscreteScheduler`, scaled-linear betas, trailing timestep spacing.",
+        "- `difftech.json`: the guidance scale the evaluation uses (3.0); `Session.generate` takes it when `cfg` is "
+        "not given.",
         "",
         "## Training",
     ]
@@ -174,6 +176,9 @@ def main(args) -> None:
     if out.exists():
         shutil.rmtree(out)
     pipe.save_pretrained(out, safe_serialization=True)
+    from difftech_lab.training.evaluate import DEFAULT_GUIDANCE
+
+    (out / "difftech.json").write_text(json.dumps({"cfg": DEFAULT_GUIDANCE}, indent=2) + "\n")
     for name, data in keep.items():
         (out / name).write_bytes(data)
     write_model_card(out, runs)

@@ -67,7 +67,7 @@ class LatentNavigator(Widget):
 
     def __init__(self, session, anchors, *, prompt: str = "", seed: int = 0, positions=None,
                  noise_blend: str = "slerp", embedding_blend: str = "linear", width: int | None = None,
-                 height: int | None = None, steps: int = 8, cfg: float = 7.0, sampler: str = "euler",
+                 height: int | None = None, steps: int = 8, cfg: float | None = None, sampler: str = "euler",
                  negative_prompt: str = "", **generate_options):
         anchors = list(anchors)
         if not 2 <= len(anchors) <= 4:

@@ -272,3 +272,11 @@ def test_result_tensors_are_ordinary_tensors(tiny_session):
     for tensor in (result.latents, result.trajectory[0].x, result.trajectory[0].denoised):
         assert not tensor.is_inference()
     result.latents += 1  # in-place edits work outside the sampling loop
+
+
+def test_cfg_defaults_to_what_the_model_folder_recommends(tiny_session):
+    assert tiny_session.generate("x", **FAST).recipe.cfg == 7.0  # no difftech.json: Stable Diffusion's default
+    bundled = Session(progress=False)
+    assert bundled.model.default_cfg == 3.0  # the scale its model card evaluates at
+    assert bundled.generate("a big red circle on the left on a white background", steps=2,
+                            progress=False).recipe.cfg == 3.0

@@ -58,6 +58,7 @@ class FakeSession:
 
     def generate(self, prompt, negative_prompt="", *, width=64, height=64, steps=3, noise=None, seed=0,
                  callback=None, keep_trajectory=False, progress=True, cfg=7.0, sampler="euler", start=0, x=None):
+        cfg = 7.0 if cfg is None else cfg  # as Session: None is the model's recommended scale
         self.calls.append(dict(prompt=prompt, steps=steps, cfg=cfg, noise=noise))
         embedding = prompt if isinstance(prompt, Embedding) else self.encode_prompt(prompt)
         x = (noise if noise is not None else self.noise(seed, width, height)) if x is None else x
