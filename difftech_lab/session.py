@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field, is_dataclass, asdict, replace
 from pathlib import Path
 

@@ -128,7 +128,7 @@ def _card_text(folder: Path, meta: dict, evaluation: dict | None) -> str:
         "  training stage (text, VAE, UNet) ever sees one. Evaluation uses only those captions.",
         "",
         "## Architecture (diffusers / transformers classes)",
-        f"- `CLIPTokenizer`: byte-level BPE with byte fallbacks; every grammar word is one token; context 77.",
+        "- `CLIPTokenizer`: byte-level BPE with byte fallbacks; every grammar word is one token; context 77.",
         f"- `CLIPTextModel`: {_params(folder, 'text_encoder')} parameters, hidden {cfg['text_encoder']['hidden_size']},"
         f" {cfg['text_encoder']['num_hidden_layers']} layers; pretrained on the grammar (probes read each object's"
         " attributes from its phrase-end token and the whole scene from the end token), then frozen.",

@@ -7,7 +7,6 @@ worker thread, latest request wins, and a render a newer point has made stale st
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

@@ -1,7 +1,6 @@
 """The shared front-end helpers (_base.js) against the Python serialisers, on the static page."""
 
 import numpy as np
-import traitlets
 
 from difftech_lab.widgets._base import STATIC, NDArray, Widget, binary_trait
 

@@ -12,7 +12,7 @@ def plotter(static_widget):
 
 
 def polyline_points(h, name, panel=0):
-    pts = h.page.locator(f"[data-testid=plots] svg").nth(panel).locator(f"[data-testid=line-{name}]").get_attribute("points")
+    pts = h.page.locator("[data-testid=plots] svg").nth(panel).locator(f"[data-testid=line-{name}]").get_attribute("points")
     return [tuple(map(float, p.split(","))) for p in pts.split()]
 
 

@@ -1,6 +1,5 @@
 """The Session end to end on tiny random pipelines: loading, generation, recipes, errors, cancellation."""
 
-import json
 import os
 import subprocess
 import sys
