@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +108,7 @@ def _quiet_loading():
                 module.enable_progress_bar()
 
 
-def _load_component(folder: Path, name: str, spec, device, dtype, variant=None):
+def _load_component(folder: Path, name: str, spec, dtype, variant=None):
     library, class_name = spec
     cls = _component_class(library, class_name)
     sub = folder / name
@@ -121,7 +120,7 @@ def _load_component(folder: Path, name: str, spec, device, dtype, variant=None):
     except Exception as err:  # every loader error becomes one typed error naming the component
         raise ModelLoadError(f"could not load {name!r} ({class_name}) from {sub}: {err}. The folder may be "
                              "corrupt or incomplete; re-download or re-save the model") from err
-    return module.to(device).eval() if isinstance(module, torch.nn.Module) else module
+    return module
 
 
 def load_folder(folder: str | os.PathLike, device="auto", dtype="auto", name: str | None = None,
@@ -149,22 +148,31 @@ def load_folder(folder: str | os.PathLike, device="auto", dtype="auto", name: st
         raise ModelLoadError(f"model folder {folder} is incomplete: component folder(s) {absent} are missing; "
                              "re-download or re-save the model")
     with _quiet_loading():
-        parts = {part: _load_component(folder, part, index[part], device, dtype, variant) for part in wanted}
-    if dtype == torch.float16 and getattr(parts["vae"].config, "force_upcast", True):
-        parts["vae"].to(torch.float32)  # the SD VAE overflows in fp16 (diffusers' force_upcast)
+        parts = {part: _load_component(folder, part, index[part], dtype, variant) for part in wanted}
     scheduler_file = folder / "scheduler" / "scheduler_config.json"
     if not scheduler_file.is_file():
         raise ModelLoadError(f"model folder {folder} is incomplete: scheduler/scheduler_config.json is missing")
-    scheduler_config = json.loads(scheduler_file.read_text())
-    encoders = [parts["text_encoder"]] + ([parts["text_encoder_2"]] if "text_encoder_2" in parts else [])
-    tokenizers = [parts["tokenizer"]] + ([parts["tokenizer_2"]] if "tokenizer_2" in parts else [])
     defaults_file = folder / "difftech.json"  # optional: settings the model was evaluated with
     defaults = json.loads(defaults_file.read_text()) if defaults_file.is_file() else {}
+    return bundle_from_parts(parts, json.loads(scheduler_file.read_text()), name=name or folder.name,
+                             source=str(folder), device=device, dtype=dtype, defaults=defaults)
+
+
+def bundle_from_parts(parts: dict, scheduler_config: dict, *, name: str, source: str, device: torch.device,
+                      dtype: torch.dtype, defaults: dict | None = None) -> ModelBundle:
+    """A ModelBundle from pipeline components (``unet``, ``vae``, ``text_encoder``, ``tokenizer`` [, ``_2``])."""
+    for part, module in parts.items():
+        if isinstance(module, torch.nn.Module):
+            module.to(device, dtype).eval()
+    if dtype == torch.float16 and getattr(parts["vae"].config, "force_upcast", True):
+        parts["vae"].to(torch.float32)  # the SD VAE overflows in fp16 (diffusers' force_upcast)
+    encoders = [parts["text_encoder"]] + ([parts["text_encoder_2"]] if parts.get("text_encoder_2") else [])
+    tokenizers = [parts["tokenizer"]] + ([parts["tokenizer_2"]] if parts.get("tokenizer_2") else [])
     return ModelBundle(
-        extras={"defaults": defaults},
-        name=name or folder.name, source=str(folder), unet=parts["unet"], vae=parts["vae"], tokenizers=tokenizers,
-        text_encoders=encoders, scheduler_config=scheduler_config,
-        model_sampling=model_sampling_from_config(scheduler_config), device=device, dtype=dtype,
+        extras={"defaults": defaults or {}},
+        name=name, source=source, unet=parts["unet"], vae=parts["vae"], tokenizers=tokenizers,
+        text_encoders=encoders, scheduler_config=dict(scheduler_config),
+        model_sampling=model_sampling_from_config(dict(scheduler_config)), device=device, dtype=dtype,
     )
 
 
@@ -210,13 +218,11 @@ def load_single_file(path: str | os.PathLike, device="auto", dtype="auto", *, al
     from .single_file import convert_single_file
 
     with _quiet_loading():
-        folder = convert_single_file(path, config=config, allow_pickle=allow_pickle)
-    try:
-        bundle = load_folder(folder, device, dtype, name=path.stem)
-    finally:  # the converted copy is in memory now; on Linux deleting is safe even where it was memory-mapped
-        shutil.rmtree(folder.parent, ignore_errors=True)
-    bundle.source = str(path)
-    return bundle
+        pipe = convert_single_file(path, config=config, allow_pickle=allow_pickle)
+    parts = {part: getattr(pipe, part, None) for part in
+             ("unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")}
+    return bundle_from_parts(parts, pipe.scheduler.config, name=path.stem, source=str(path), device=device,
+                             dtype=dtype)
 
 
 def bundled_model_path() -> Path:

@@ -128,22 +128,21 @@ def _check_architecture(name: str, shapes: dict, config: str, local: bool, is_sd
             "of the same architecture")
 
 
-def convert_single_file(path: Path, *, config=None, allow_pickle: bool = False) -> Path:
-    """Convert ``path`` to a diffusers folder (in a temporary directory) and return the folder.
+def convert_single_file(path: Path, *, config=None, allow_pickle: bool = False):
+    """Convert ``path`` to a diffusers pipeline in memory and return it.
 
     ``config``: a diffusers folder (or hub id) of the same architecture, from which the component configs,
     tokenizers and scheduler are taken; a local folder makes the conversion fully offline. Pickles are first
     re-read with ``weights_only=True`` and re-written as safetensors, so diffusers never unpickles anything itself.
     """
-    scratch = Path(tempfile.mkdtemp(prefix="difftech-single-file-"))
+    scratch = Path(tempfile.mkdtemp(prefix="difftech-single-file-"))  # only a re-written pickle goes here
     try:
         return _convert(Path(path), scratch, config, allow_pickle)
-    except BaseException:
+    finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        raise
 
 
-def _convert(source: Path, scratch: Path, config, allow_pickle: bool) -> Path:
+def _convert(source: Path, scratch: Path, config, allow_pickle: bool):
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     path = source
@@ -178,6 +177,4 @@ def _convert(source: Path, scratch: Path, config, allow_pickle: bool) -> Path:
         hint = ("check that it is the same architecture as this checkpoint" if config is not None else
                 "offline, pass config=<a local diffusers folder of the same architecture>")
         raise ModelLoadError(f"could not convert {source.name} ({type(err).__name__}: {err}); {hint}") from err
-    out = scratch / "diffusers"
-    pipe.save_pretrained(out, safe_serialization=True)
-    return out
+    return pipe
