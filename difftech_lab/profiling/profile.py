@@ -20,11 +20,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from torch.profiler import ProfilerActivity, profile, record_function
+from torch.profiler import ProfilerActivity, profile
 
 STAGE_PREFIX = "difftech/"
 STEP = STAGE_PREFIX + "step"
-STEP_END = STAGE_PREFIX + "step_end"  # a zero-length marker left at each step callback
 MAX_MEMORY_SAMPLES = 2000  # enough for a smooth curve; a big model's trace holds far more allocator events
 
 
@@ -123,8 +122,6 @@ def profile_generation(session, *, profile_memory: bool = True, record_shapes: b
     def callback(event):
         if user_callback is not None:
             user_callback(event)
-        with record_function(STEP_END):
-            pass
         prof.step()
 
     with _quiet_native_stderr():
@@ -210,18 +207,8 @@ def _spans_and_memory(events: list[dict]) -> tuple[list[StageSpan], list[MemoryS
 
 
 def _stage_ranges(events: list[dict]) -> list[dict]:
-    """The ``difftech/<stage>`` ranges in start order; where the run marked no step ranges, one per interval
-    between the step-end markers :func:`profile_generation` leaves, the first starting at its first model call."""
+    """The ``difftech/<stage>`` ranges the Session marks, in start order (outer before inner)."""
     ranges = [e for e in events if e.get("ph") == "X" and str(e.get("name", "")).startswith(STAGE_PREFIX)]
-    markers = sorted((e for e in ranges if e["name"] == STEP_END), key=lambda e: e["ts"])
-    ranges = [e for e in ranges if e["name"] != STEP_END]
-    if markers and not any(e["name"] == STEP for e in ranges):
-        first = [e["ts"] for e in ranges if e["ts"] < markers[0]["ts"] and e["name"] != STAGE_PREFIX + "encode_prompt"]
-        start = min(first, default=markers[0]["ts"])
-        for m in markers:
-            ranges.append({"name": STEP, "ph": "X", "ts": start, "dur": m["ts"] - start, "pid": m.get("pid"),
-                           "tid": m.get("tid")})
-            start = m["ts"]
     return sorted(ranges, key=lambda e: (e["ts"], -e.get("dur", 0)))
 
 

@@ -107,29 +107,12 @@ def test_tensorboard_export_uses_the_plugin_file_name(report, tmp_path):
     assert path.endswith(".pt.trace.json") and list((tmp_path / "run").glob("*.pt.trace.json"))
 
 
-class UnmarkedStepsSession(StagedSession):
-    """A generate that marks model calls but not its steps (the step ranges come from the callbacks)."""
-
-    @torch.no_grad()
-    def generate(self, prompt="", *, steps=4, callback=None, **_):
-        with record_function("difftech/encode_prompt"):
-            self.net(torch.randn(2, 32))
-        x = torch.randn(2, 32)
-        for i in range(steps):
-            with record_function("difftech/model"):
-                x = self.net(x)
-            callback(SimpleNamespace(i=i, steps=steps, x=x, denoised=x))
-        with record_function("difftech/decode"):
-            self.net(x)
-        return SimpleNamespace(images=[], nfe=steps)
-
-
-def test_steps_come_from_the_callbacks_when_the_run_marks_none():
-    report = profile_generation(UnmarkedStepsSession(), steps=3)
+def test_a_real_session_marks_every_stage_of_every_step(tiny_session):
+    report = profile_generation(tiny_session, prompt="a red circle", steps=3, width=32, height=32, cfg=3.0)
     assert report.steps == 3
     assert [r["label"] for r in report.timeline()] == ["encode", "step 0", "step 1", "step 2", "decode"]
     assert [s.step for s in report.stages if s.stage == "model"] == [0, 1, 2]
-    assert "step_end" not in {s.stage for s in report.stages}
+    assert [s.step for s in report.stages if s.stage == "guidance"] == [0, 1, 2]
 
 
 def test_the_profiler_start_and_stop_lines_do_not_reach_stderr(capfd):
