@@ -7,20 +7,20 @@ to reproduce it), the typed errors, and ``%load_ext difftech_lab`` for rich disp
 from importlib import import_module
 
 from .errors import (BundledModelMissingError, CancelledError, DifftechError, InvalidArgumentError, ModelLoadError,
-                     NumericalError, PromptSyntaxError, PromptSyntaxWarning, ShapeError, UnknownNameError,
+                     NumericalError, PromptSyntaxError, PromptSyntaxWarning, ResourceError, ShapeError, UnknownNameError,
                      UnsafeCheckpointError)
 
 __version__ = "0.1.0"
 
 # Heavy imports (torch, diffusers) wait until first use, so `import difftech_lab` stays instant.
 _LAZY = {
-    "Session": ".session", "Result": ".session", "read_recipe": ".session", "Recipe": ".recipe",
+    "Session": ".session", "Result": ".result", "read_recipe": ".result", "Recipe": ".recipe",
     "load_ipython_extension": ".ipython", "unload_ipython_extension": ".ipython",
 }
 
 __all__ = ["Session", "Result", "Recipe", "read_recipe", "load_ipython_extension", "DifftechError",
            "InvalidArgumentError", "UnknownNameError", "ShapeError", "NumericalError", "ModelLoadError",
-           "BundledModelMissingError", "UnsafeCheckpointError", "PromptSyntaxError", "PromptSyntaxWarning",
+           "BundledModelMissingError", "UnsafeCheckpointError", "ResourceError", "PromptSyntaxError", "PromptSyntaxWarning",
            "CancelledError", "__version__"]
 
 

@@ -13,14 +13,12 @@ TOUR = "notebooks/00_tour.ipynb"
 
 
 def _session(args):
+    from .models.loading import load_model
     from .session import Session
 
-    if args.model:
-        path = Path(args.model)
-        if path.is_file():
-            return Session.from_single_file(path, device=args.device, allow_pickle=args.allow_pickle, progress=False)
-        return Session.from_pretrained(args.model, device=args.device, progress=False)
-    return Session(device=args.device, progress=False)
+    # An empty DIFFTECH_MODEL means "not set", as for any environment variable.
+    model = load_model(args.model or None, device=args.device, allow_pickle=args.allow_pickle)
+    return Session(model, progress=False)
 
 
 def cmd_generate(args) -> int:

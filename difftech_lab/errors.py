@@ -31,6 +31,10 @@ class NumericalError(DifftechError, FloatingPointError):
     """NaN or inf appeared during sampling (fp16 overflow, a bad schedule …)."""
 
 
+class ResourceError(DifftechError, MemoryError):
+    """A run would need more memory than the device has free; refused before anything is allocated."""
+
+
 class ModelLoadError(DifftechError, OSError):
     """A model folder or file is missing, incomplete or corrupt."""
 
@@ -52,4 +56,4 @@ class PromptSyntaxWarning(UserWarning):
 
 
 class CancelledError(DifftechError):
-    """A run was stopped by ``Session.cancel()`` or KeyboardInterrupt."""
+    """A run was stopped by ``Session.cancel()``. (KeyboardInterrupt is not turned into this: it passes through.)"""

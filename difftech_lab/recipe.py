@@ -1,65 +1,68 @@
-"""Recipe: the JSON description that reproduces a Result exactly (``session.run(recipe)``)."""
+"""Recipe: the JSON description that reproduces a Result exactly (``session.run(recipe)``).
+
+A recipe is version + technique + model + the shared Settings + the technique's own parameters. Values JSON
+cannot hold (images, arrays, prompt embeddings) are stored losslessly as tagged objects (``{"$image": ...}``),
+so a recipe that embeds an init image, a mask or given noise still reproduces bit for bit. Recipes written
+by earlier versions are upgraded when read.
+"""
 
 from __future__ import annotations
 
 import base64
-import io
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
+from .conditioning.types import Embedding
 from .errors import InvalidArgumentError
+from .images import from_png_text, png_text
+from .sampling.samplers import normalize_sampler_options
+from .sampling.settings import Settings
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 @dataclass
 class Recipe:
-    """Everything a generation depends on. Curves are stored as one value per step, images as PNG."""
+    """Everything a run depends on. ``params`` holds the technique's parameters, encoded (see ``encode_value``);
+    ``patches`` the network patches that were active around the call (``session.patched``)."""
 
-    mode: str = "txt2img"
-    prompt: str = ""
-    negative_prompt: str = ""
-    width: int = 64
-    height: int = 64
-    steps: int = 20
-    sampler: str = "euler"
-    sampler_options: dict = field(default_factory=dict)
-    schedule: str = "default"
-    schedule_options: dict = field(default_factory=dict)
-    cfg: float | list = 7.0
-    cfg_rescale: float | list = 0.0
-    threshold: dict | None = None
-    seed: int = 0
-    batch_size: int = 1
-    clip_skip: int = 1
-    strength: float | None = None
-    init_image: str | None = None
-    mask: dict | None = None
-    noise: dict | None = None
-    prompt_embedding: dict | None = None
-    branch: dict | None = None
+    technique: str = "txt2img"
+    settings: Settings = field(default_factory=Settings)
+    params: dict = field(default_factory=dict)
     model: str = ""
+    patches: list = field(default_factory=list)
     version: int = RECIPE_VERSION
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"version": self.version, "technique": self.technique, "model": self.model,
+                "settings": self.settings.to_dict(), "params": self.params, "patches": self.patches}
 
     def to_json(self, **dumps_options) -> str:
         return json.dumps(self.to_dict(), **dumps_options)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        if not isinstance(data, dict):
+            raise InvalidArgumentError(f"a recipe is a JSON object, got {type(data).__name__}")
+        version = data.get("version", 1)
+        if version == 1:
+            data = upgrade_v1(data)
+        elif version != RECIPE_VERSION:
+            raise InvalidArgumentError(f"recipe version {version!r} is not one this difftech_lab reads (1, "
+                                       f"{RECIPE_VERSION}); it was written by a newer version")
+        unknown = sorted(set(data) - {"version", "technique", "model", "settings", "params", "patches"})
         if unknown:
             raise InvalidArgumentError(f"recipe has unknown fields {unknown}; it was written by a newer "
                                        "difftech_lab or edited by hand")
-        data = dict(data)
-        if data.get("branch"):
-            data["branch"] = dict(data["branch"], parent=cls.from_dict(data["branch"]["parent"]).to_dict())
-        return cls(**data)
+        settings = Settings.from_dict(data["settings"])
+        # JSON turns restart_list's int keys into strings, and older recipes spell options S_churn …
+        settings.sampler_options = normalize_sampler_options(settings.sampler, settings.sampler_options or {})
+        return cls(technique=data["technique"], settings=settings,
+                   params=dict(data.get("params", {})), model=data.get("model", ""),
+                   patches=list(data.get("patches", [])))
 
     @classmethod
     def from_json(cls, text: str) -> "Recipe":
@@ -70,32 +73,64 @@ class Recipe:
 
     def parameters_text(self) -> str:
         """A1111's ``parameters`` PNG text: prompt, negative prompt, then ``Key: value`` pairs."""
-        cfg = self.cfg if isinstance(self.cfg, (int, float)) else f"{self.cfg[0]}..{self.cfg[-1]}"
-        pairs = [("Steps", self.steps), ("Sampler", self.sampler), ("Schedule type", self.schedule),
-                 ("CFG scale", cfg), ("Seed", self.seed), ("Size", f"{self.width}x{self.height}"),
-                 ("Model", self.model)]
-        if self.strength is not None:
-            pairs.append(("Denoising strength", self.strength))
-        if self.cfg_rescale:
-            pairs.append(("CFG rescale", self.cfg_rescale if isinstance(self.cfg_rescale, (int, float)) else "curve"))
-        lines = [self.prompt]
-        if self.negative_prompt:
-            lines.append(f"Negative prompt: {self.negative_prompt}")
+        s, p = self.settings, self.params
+        cfg = s.cfg if isinstance(s.cfg, (int, float)) else f"{s.cfg[0]}..{s.cfg[-1]}"
+        pairs = [("Steps", s.steps), ("Sampler", s.sampler), ("Schedule type", s.schedule), ("CFG scale", cfg),
+                 ("Seed", s.seed), ("Size", f"{s.width}x{s.height}"), ("Model", self.model)]
+        if "strength" in p:
+            pairs.append(("Denoising strength", p["strength"]))
+        if s.cfg_rescale:
+            pairs.append(("CFG rescale", s.cfg_rescale if isinstance(s.cfg_rescale, (int, float)) else "curve"))
+        if self.technique not in ("txt2img", "img2img"):
+            pairs.append(("Technique", self.technique))
+        prompt = p.get("prompt", "")
+        lines = [prompt if isinstance(prompt, str) else "<embedding>"]
+        if p.get("negative_prompt"):
+            lines.append(f"Negative prompt: {p['negative_prompt']}")
         lines.append(", ".join(f"{k}: {v}" for k, v in pairs))
         return "\n".join(lines)
 
 
-def image_to_text(image) -> str:
-    """A PIL image as base64 PNG (lossless, so a recipe reproduces img2img bit for bit)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def image_from_text(text: str):
+# --------------------------------------------------------------------------------------------- values
+def encode_value(value):
+    """A parameter value as JSON: images as PNG, arrays and tensors as float32 bytes, embeddings as both parts."""
     from PIL import Image
 
-    return Image.open(io.BytesIO(base64.b64decode(text))).convert("RGB")
+    if isinstance(value, Image.Image):
+        return {"$image": png_text(value)}
+    if isinstance(value, Embedding):
+        return {"$embedding": {"hidden": array_to_dict(value.hidden.float().cpu().numpy()),
+                               "pooled": None if value.pooled is None else
+                               array_to_dict(value.pooled.float().cpu().numpy())}}
+    if isinstance(value, torch.Tensor):
+        return {"$tensor": array_to_dict(value.detach().float().cpu().numpy())}
+    if isinstance(value, np.ndarray):
+        return {"$array": array_to_dict(value)}
+    if isinstance(value, (list, tuple)):
+        return [encode_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: encode_value(v) for k, v in value.items()}
+    return value
+
+
+def decode_value(value):
+    """Inverse of :func:`encode_value`."""
+    if isinstance(value, list):
+        return [decode_value(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "$image" in value:
+        return from_png_text(value["$image"])
+    if "$embedding" in value:
+        parts = value["$embedding"]
+        pooled = parts["pooled"]
+        return Embedding(hidden=torch.from_numpy(array_from_dict(parts["hidden"])),
+                         pooled=None if pooled is None else torch.from_numpy(array_from_dict(pooled)))
+    if "$tensor" in value:
+        return torch.from_numpy(array_from_dict(value["$tensor"]))
+    if "$array" in value:
+        return array_from_dict(value["$array"])
+    return {k: decode_value(v) for k, v in value.items()}
 
 
 def array_to_dict(array: np.ndarray) -> dict:
@@ -105,3 +140,42 @@ def array_to_dict(array: np.ndarray) -> dict:
 
 def array_from_dict(data: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(data["float32"]), dtype=np.float32).reshape(data["shape"]).copy()
+
+
+# -------------------------------------------------------------------------------------- earlier versions
+_V1_SETTINGS = ("width", "height", "steps", "sampler", "sampler_options", "schedule", "schedule_options", "cfg",
+                "cfg_rescale", "threshold", "seed", "batch_size", "clip_skip")
+_V1_FIELDS = {*_V1_SETTINGS, "mode", "prompt", "negative_prompt", "strength", "init_image", "mask", "noise",
+              "prompt_embedding", "branch", "model", "version"}
+
+
+def upgrade_v1(data: dict) -> dict:
+    """A version-1 recipe (one flat record with per-mode fields) as a version-2 dict.
+
+    Version 1 inpainting kept the decoded pixels as the decoder gave them, so its recipes run with
+    ``composite=False`` and reproduce bit for bit.
+    """
+    unknown = sorted(set(data) - _V1_FIELDS)
+    if unknown:
+        raise InvalidArgumentError(f"version-1 recipe has unknown fields {unknown}; it was edited by hand")
+    settings = {k: data[k] for k in _V1_SETTINGS if k in data}
+    prompt = data.get("prompt", "")
+    if data.get("prompt_embedding"):
+        prompt = {"$embedding": data["prompt_embedding"]}
+    params = {"prompt": prompt, "negative_prompt": data.get("negative_prompt", "")}
+    mode = data.get("mode", "txt2img")
+    if data.get("branch"):
+        parent = upgrade_v1(data["branch"]["parent"])
+        changed = {k: params[k] for k in ("prompt", "negative_prompt") if params[k] != parent["params"].get(k)}
+        return {"version": RECIPE_VERSION, "technique": "branch", "model": data.get("model", ""),
+                "settings": settings, "params": {"parent": parent, "step": data["branch"]["step"], **changed}}
+    if mode == "txt2img":
+        params["noise"] = {"$tensor": data["noise"]} if data.get("noise") else None
+    elif mode in ("img2img", "inpaint"):
+        params.update(image={"$image": data["init_image"]}, strength=data["strength"])
+        if mode == "inpaint":
+            params.update(mask={"$array": data["mask"]}, mask_blur=0.0, composite=False)
+    else:
+        raise InvalidArgumentError(f"recipe mode {mode!r} is not one version 1 wrote")
+    return {"version": RECIPE_VERSION, "technique": mode, "model": data.get("model", ""), "settings": settings,
+            "params": params}

@@ -52,7 +52,7 @@ result.grid(scale=3)
 # colour, shape and position, and the background. It is the measuring instrument of every notebook.
 
 # %%
-from difftech_lab.training.scorer import score
+from difftech_lab.metrics import score
 
 for image in result.images:
     s = score(image, prompt)

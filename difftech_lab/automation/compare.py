@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from ..metrics import score
 
 
 @dataclass
@@ -52,8 +53,6 @@ class Comparison:
 
 def adherence(images, prompts) -> dict[str, list[float]]:
     """Per-image adherence on the bundled model's grammar: object attributes right, background, all right."""
-    from ..training.scorer import score
-
     scores = [score(image, prompt) for image, prompt in zip(images, prompts)]
     return {
         "colour": [float(np.mean([o.colour for o in s.objects])) for s in scores],

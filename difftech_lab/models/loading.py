@@ -13,9 +13,14 @@ import torch
 
 from ..errors import BundledModelMissingError, InvalidArgumentError, ModelLoadError, UnsafeCheckpointError
 from .parameterization import ModelSampling, model_sampling_from_config
+from .single_file import convert_single_file
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "bundled" / "tiny-shapes"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+SINGLE_FILE_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
+_MODEL_FORMS = ("None (the bundled model), a diffusers folder, a single-file checkpoint (.safetensors; "
+                f"{'/'.join(PICKLE_SUFFIXES)} with allow_pickle=True) or a hub id ('owner/name')")
+_OPTION_FORMS = {"config": "single-file checkpoints", "variant": "folders and hub ids"}  # any other: hub ids
 
 
 @dataclass
@@ -198,8 +203,8 @@ def load_pretrained(id_or_path: str | os.PathLike, device="auto", dtype="auto", 
         local = snapshot_download(str(id_or_path), allow_patterns=patterns, **hub_options)
     except Exception as err:
         raise ModelLoadError(
-            f"could not fetch {id_or_path!r} from the hub ({type(err).__name__}: {err}). Offline, download it "
-            "first (huggingface-cli download ID) or pass a local folder") from err
+            f"{id_or_path!r} is no local folder, and fetching it from the hub failed ({type(err).__name__}: {err}). "
+            "Check the path or id; offline, download it first (huggingface-cli download ID)") from err
     return load_folder(local, device, dtype, name=str(id_or_path), variant=variant)
 
 
@@ -215,14 +220,62 @@ def load_single_file(path: str | os.PathLike, device="auto", dtype="auto", *, al
             ".safetensors, or pass allow_pickle=True if you trust its source (it then loads with weights_only=True)")
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
-    from .single_file import convert_single_file
-
     with _quiet_loading():
         pipe = convert_single_file(path, config=config, allow_pickle=allow_pickle)
     parts = {part: getattr(pipe, part, None) for part in
              ("unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")}
     return bundle_from_parts(parts, pipe.scheduler.config, name=path.stem, source=str(path), device=device,
                              dtype=dtype)
+
+
+def load_model(spec: str | os.PathLike | None = None, *, device="auto", dtype="auto", allow_pickle: bool = False,
+               config: str | os.PathLike | None = None, variant: str | None = None, **hub_options) -> ModelBundle:
+    """Any model spec: ``None`` (the bundled model), a diffusers folder, a single-file checkpoint or a hub id.
+
+    What exists locally wins over a hub id of the same name. ``allow_pickle`` permits a pickled single file (read
+    with ``weights_only=True``) and is moot for the other forms, so one call can serve whatever spec a user gives.
+    ``config`` (a folder or hub id holding the configs) applies to single files only, ``variant`` (``"fp16"``) to
+    folders and hub ids, ``hub_options`` (``revision``, ``cache_dir`` …) to hub ids.
+    """
+    if spec is None:
+        spec = bundled_model_path()
+    if not isinstance(spec, (str, os.PathLike)):
+        raise InvalidArgumentError(f"model {spec!r} is a {type(spec).__name__}; pass {_MODEL_FORMS}")
+    text = os.fspath(spec)
+    if not text.strip():  # Path("") is the working directory, which is never what an empty setting means
+        raise InvalidArgumentError(f"model {spec!r} is empty; pass {_MODEL_FORMS}")
+    path = Path(text).expanduser()
+    if path.is_file():
+        if path.suffix not in SINGLE_FILE_SUFFIXES:
+            raise ModelLoadError(f"{path} is not a checkpoint (its suffix is not one of {SINGLE_FILE_SUFFIXES}); "
+                                 f"for a diffusers model give its folder. Pass {_MODEL_FORMS}")
+        _refuse_options(f"the single file {path}", variant=variant, **hub_options)
+        return load_single_file(path, device, dtype, allow_pickle=allow_pickle, config=config)
+    if path.is_dir():
+        _refuse_options(f"the folder {path}", config=config, **hub_options)
+        return load_folder(path, device, dtype, variant=variant)
+    if isinstance(spec, os.PathLike) or path.suffix in SINGLE_FILE_SUFFIXES or not _is_hub_id(text):
+        raise ModelLoadError(f"model {text!r} is no existing folder or file, nor a hub id; pass {_MODEL_FORMS}")
+    _refuse_options(f"the hub id {text!r}", config=config)
+    return load_pretrained(text, device, dtype, variant=variant, **hub_options)
+
+
+def _is_hub_id(text: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _refuse_options(what: str, **options) -> None:
+    """An option that means nothing for the spec given is a mistake to report, not to drop silently."""
+    for name, value in options.items():
+        if value is not None:
+            raise InvalidArgumentError(f"{name}={value!r} applies to {_OPTION_FORMS.get(name, 'hub ids')} only, not "
+                                       f"to {what}; drop it")
 
 
 def bundled_model_path() -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelLoadError, UnsafeCheckpointError
-from .export import SDXL_OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, ldm_state_dict
+from .ldm_layout import SDXL_OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, ldm_state_dict
 
 
 def _is_safetensors(path: Path) -> bool:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from .loading import ModelBundle, load_folder
+
 KINDS = ("sd15", "sd2", "sdxl")
 
 
@@ -117,10 +119,11 @@ def save_tiny_pipeline(folder: str | os.PathLike, kind: str = "sd15", seed: int 
     return folder
 
 
-def tiny_session(kind: str = "sd15", seed: int = 0, **session_options):
-    """A Session over tiny random components of ``kind`` (for tests and widget development)."""
-    from ..session import Session
+def tiny_model(kind: str = "sd15", seed: int = 0, *, device="auto", dtype="auto") -> ModelBundle:
+    """A tiny random model of ``kind``, loaded (for tests and widget development: ``Session(tiny_model())``).
 
-    folder = Path(tempfile.mkdtemp(prefix=f"difftech-tiny-{kind}-"))
-    save_tiny_pipeline(folder, kind, seed)
-    return Session.from_pretrained(folder, **session_options)
+    It is saved first and loaded back, so it goes through the same loader as a real folder; the folder is kept,
+    so ``bundle.source`` stays loadable from another process.
+    """
+    folder = save_tiny_pipeline(tempfile.mkdtemp(prefix=f"difftech-tiny-{kind}-"), kind, seed)
+    return load_folder(folder, device, dtype, name=f"tiny-{kind}")

@@ -28,7 +28,9 @@ class GuidanceContext:
     """What a threshold may need besides the guided x̂0: the raw predictions of this step's one forward.
 
     ``combine(cfg)`` gives the guided x̂0 this step would produce at another guidance scale (composable sum,
-    then CFG rescale with the same φ) without running the network again.
+    then CFG rescale with the same φ) without running the network again. ``embeddings`` are the step's
+    negative then positive embeddings; ``forward(x, sigma, embeddings)`` runs the network again (one x̂0 per
+    embedding, counted in the guider's NFE) for guidance terms that need another prediction (SAG, PAG).
     """
 
     x: torch.Tensor
@@ -40,6 +42,8 @@ class GuidanceContext:
     weights: list[float]
     cfg: float
     combine: Callable[[float], torch.Tensor]
+    embeddings: list[Embedding]
+    forward: Callable[[torch.Tensor, torch.Tensor, list[Embedding]], list[torch.Tensor]]
 
 
 class Guider:
@@ -55,6 +59,8 @@ class Guider:
         cfg: guidance scale curve (number, per-step list or ``f(step, steps)``).
         cfg_rescale: CFG rescale φ curve; 0 disables it.
         threshold: ``None`` or ``threshold(x0, context) -> x0`` (see ``thresholding``), applied last.
+        terms: extra guidance terms beside CFG: each ``term(x0, context) -> x0`` refines the guided x̂0 in order,
+            before the threshold (self-attention and perturbed-attention guidance plug in here).
         rtol: relative tolerance when matching σ against the planned schedule.
 
     ``nfe`` counts network evaluations in units of one batch of B images through the network, so a CFG step with
@@ -63,7 +69,7 @@ class Guider:
     """
 
     def __init__(self, model, model_sampling, conditioning: Conditioning, sigmas: torch.Tensor, *,
-                 cfg: Curve = 7.0, cfg_rescale: Curve = 0.0, threshold=None, rtol: float = 1e-4):
+                 cfg: Curve = 7.0, cfg_rescale: Curve = 0.0, threshold=None, terms=(), rtol: float = 1e-4):
         sigmas = torch.as_tensor(sigmas).detach().to("cpu", torch.float64)
         if sigmas.ndim != 1 or sigmas.numel() < 2:
             raise ShapeError(f"sigmas must be a 1-D schedule with at least 2 entries, got shape "
@@ -78,6 +84,9 @@ class Guider:
                                        "masked terms, or set mask=None")
         if threshold is not None and not callable(threshold):
             raise InvalidArgumentError(f"threshold must be None or callable(x0, context), got {threshold!r}")
+        if not all(callable(term) for term in terms):
+            raise InvalidArgumentError(f"guidance terms must be callables term(x0, context), got {list(terms)!r}")
+        self.terms = list(terms)
         self.model, self.model_sampling, self.conditioning = model, model_sampling, conditioning
         self.sigmas, self.steps = sigmas, sigmas.numel() - 1
         self.cfg, self.cfg_rescale, self.threshold, self.rtol = cfg, cfg_rescale, threshold, rtol
@@ -106,15 +115,16 @@ class Guider:
         weights = [float(t.weight) for t in terms]
         # cfg=1 with a single unit-weight term is exactly the conditional prediction (and CFG rescale is then
         # the identity), so the unconditional half of the batch is skipped
-        if cfg == 1 and weights == [1.0] and self.threshold is None:
+        if cfg == 1 and weights == [1.0] and self.threshold is None and not self.terms:
             (cond,) = self._forward(x, sigma, [terms[0].at(step)])
             self._record(step, cfg, phi, [], 1)
             return cond
-        uncond, *conds = self._forward(x, sigma, [self.conditioning.negative.at(step)] + [t.at(step) for t in terms])
+        embeddings = [self.conditioning.negative.at(step)] + [t.at(step) for t in terms]
+        uncond, *conds = self._forward(x, sigma, embeddings)
         with record_function("difftech/guidance"):
-            return self._combine(x, sigma, step, cfg, phi, uncond, conds, weights)
+            return self._combine(x, sigma, step, cfg, phi, uncond, conds, weights, embeddings)
 
-    def _combine(self, x, sigma, step, cfg, phi, uncond, conds, weights) -> torch.Tensor:
+    def _combine(self, x, sigma, step, cfg, phi, uncond, conds, weights, embeddings) -> torch.Tensor:
         delta = sum(w * (c - uncond) for w, c in zip(weights, conds))
 
         def combine(scale: float) -> torch.Tensor:
@@ -130,10 +140,16 @@ class Guider:
             return ms.denoised(x, sigma, rescaled)
 
         x0 = combine(cfg)
-        if self.threshold is not None:
-            context = GuidanceContext(x, sigma, step, self.steps, uncond, conds, weights, cfg, combine)
-            x0 = self.threshold(x0, context)
-        self._record(step, cfg, phi, [float(torch.linalg.vector_norm(c - uncond)) for c in conds], 1 + len(conds))
+        nfe = self.nfe
+        if self.terms or self.threshold is not None:
+            context = GuidanceContext(x, sigma, step, self.steps, uncond, conds, weights, cfg, combine, embeddings,
+                                      self._forward)
+            for term in self.terms:
+                x0 = term(x0, context)
+            if self.threshold is not None:
+                x0 = self.threshold(x0, context)
+        self._record(step, cfg, phi, [float(torch.linalg.vector_norm(c - uncond)) for c in conds],
+                     1 + len(conds) + self.nfe - nfe)
         return x0
 
     def _forward(self, x: torch.Tensor, sigma: torch.Tensor, embeddings: list[Embedding]) -> list[torch.Tensor]:

@@ -8,11 +8,16 @@
   ``x`` (after the step), ``denoised`` (x̂0 of the step's *first* evaluation, the one previews show) and
   ``nfe`` (denoiser calls so far).
 - Fresh noise is drawn on the generator's device and moved to x's, so a CPU generator reproduces across devices.
+- Options are spelled the same wherever they mean the same thing (``s_churn``, ``s_tmin``, ``s_tmax``,
+  ``s_noise``, as in k-diffusion), so ``sampler_options`` carry over between samplers; see
+  :func:`sampler_options` and :func:`check_sampler_options`.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 from typing import Callable
 
 import torch
@@ -56,12 +61,12 @@ def _to_d(x: torch.Tensor, sigma: float, denoised: torch.Tensor) -> torch.Tensor
     return (x - denoised) / sigma
 
 
-def _churn(x, sigma, N, S_churn, S_tmin, S_tmax, S_noise, generator):
+def _churn(x, sigma, N, s_churn, s_tmin, s_tmax, s_noise, generator):
     """Karras et al. 2022 Alg. 2 lines 4–6: raise σ to σ̂ = σ(1+γ) by adding fresh noise."""
-    gamma = min(S_churn / N, math.sqrt(2) - 1) if S_tmin <= sigma <= S_tmax else 0.0
+    gamma = min(s_churn / N, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
     sigma_hat = sigma * (1 + gamma)
     if gamma > 0:
-        x = x + math.sqrt(sigma_hat**2 - sigma**2) * S_noise * _noise(x, generator)
+        x = x + math.sqrt(sigma_hat**2 - sigma**2) * s_noise * _noise(x, generator)
     return x, sigma_hat
 
 
@@ -156,16 +161,16 @@ def sample_dpmpp_2m(denoiser, x, sigmas, *, generator=None, callback=None) -> to
 @torch.no_grad()
 def sample_edm(
     denoiser, x, sigmas, *, generator=None, callback=None,
-    S_churn: float = 0.0,            # total stochasticity; 0 = deterministic Heun
-    S_tmin: float = 0.0,             # churn only for t_i in [S_tmin, S_tmax]
-    S_tmax: float = math.inf,
-    S_noise: float = 1.0,            # noise inflation (EDM ImageNet best: 1.003)
+    s_churn: float = 0.0,            # total stochasticity; 0 = deterministic Heun (the paper's S_churn)
+    s_tmin: float = 0.0,             # churn only for t_i in [s_tmin, s_tmax]
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,            # noise inflation (EDM ImageNet best: 1.003)
 ) -> torch.Tensor:
     """EDM stochastic sampler, Karras et al. 2022 Algorithm 2 (NVlabs/edm edm_sampler); NFE 2N−1."""
     model, t = _CountedDenoiser(denoiser), _floats(sigmas)
     N = len(t) - 1
     for i in range(N):
-        x_hat, t_hat = _churn(x, t[i], N, S_churn, S_tmin, S_tmax, S_noise, generator)
+        x_hat, t_hat = _churn(x, t[i], N, s_churn, s_tmin, s_tmax, s_noise, generator)
         x, denoised = _heun_step(model, x_hat, t_hat, t[i + 1])
         _report(callback, model, i, t[i], t_hat, x, denoised)
     return x
@@ -206,14 +211,14 @@ def _restart_plan(sigmas: list[float], restart_list: dict) -> dict[int, tuple[in
 def sample_restart(
     denoiser, x, sigmas, *, generator=None, callback=None,
     restart_list: dict | None = None,  # {main index or σ: [N_restart, K, t_min, t_max]}; None = A1111 default
-    S_noise: float = 1.0,              # scale of the forward-jump noise; 1 is exact
+    s_noise: float = 1.0,              # scale of the forward-jump noise; 1 is exact
     rho: float = 7.0,                  # Karras ρ of the restart segments
 ) -> torch.Tensor:
     """Restart sampling, Xu et al. 2023 (arXiv 2306.14878): Heun ODE; at t_min jump K times to t_max and re-solve.
 
     t_min is snapped to the main σ at the restart index, as the official code does. Each restart segment is
     N_restart Heun steps over a Karras grid t_max → t_min, so it costs 2·N_restart evaluations. The official
-    code's small churn inside segments is left out, so K=0 is exactly :func:`sample_edm` with S_churn=0.
+    code's small churn inside segments is left out, so K=0 is exactly :func:`sample_edm` with s_churn=0.
     Unlike A1111 the main schedule is used as given (A1111 shortens it to keep the total NFE).
     Callback steps are numbered through main and restart steps alike. The jump assumes σ-space
     ``x_σ = x0 + σ·ε`` (VE, or VP models through their ModelSampling), not flow models.
@@ -229,7 +234,7 @@ def sample_restart(
         t_min = sigmas[i + 1]
         segment = karras_sigmas(n_restart + 1, t_min, t_max, rho)[:-1].tolist() if K else []
         for _ in range(K):
-            x = x + S_noise * math.sqrt(t_max**2 - t_min**2) * _noise(x, generator)  # forward jump t_min → t_max
+            x = x + s_noise * math.sqrt(t_max**2 - t_min**2) * _noise(x, generator)  # forward jump t_min → t_max
             for t_cur, t_next in zip(segment[:-1], segment[1:]):
                 x, denoised = _heun_step(model, x, t_cur, t_next)
                 _report(callback, model, step, t_cur, t_cur, x, denoised)
@@ -286,6 +291,106 @@ def get_sampler(name: str) -> Callable[..., torch.Tensor]:
     if name not in SAMPLERS:
         raise UnknownNameError("sampler", name, SAMPLERS)
     return SAMPLERS[name]
+
+
+# Arguments of every sampler that belong to the contract, not to the method
+_NOT_OPTIONS = {"denoiser", "x", "sigmas", "generator", "callback"}
+# The released version spelled edm's and restart's options as the EDM paper does; its saved recipes still do
+_OLD_SPELLINGS = {"S_churn": "s_churn", "S_tmin": "s_tmin", "S_tmax": "s_tmax", "S_noise": "s_noise"}
+_NON_NEGATIVE = {"s_churn", "eta", "s_noise"}  # amounts of noise: below 0 they have no meaning
+_POSITIVE = {"rho"}                            # a Karras ρ of 0 divides by zero
+
+
+def sampler_options(name: str) -> dict[str, object]:
+    """Options of sampler ``name`` with their defaults, read from its signature (``{}`` for e.g. heun)."""
+    parameters = inspect.signature(get_sampler(name)).parameters.values()
+    return {p.name: p.default for p in parameters if p.name not in _NOT_OPTIONS}
+
+
+def normalize_sampler_options(name: str, options: dict) -> dict:
+    """``options`` as a recipe of any version may hold them, in today's form for sampler ``name``.
+
+    Renames the released version's ``S_churn``/``S_tmin``/``S_tmax``/``S_noise`` to the lower-case spelling
+    and turns restart_list keys that JSON made strings back into step indices (``"3"``) or σ's (``"0.1"``).
+    """
+    known = sampler_options(name)
+    renames = {old: new for old, new in _OLD_SPELLINGS.items() if old in options and new in known}
+    for old, new in renames.items():
+        if new in options:
+            raise InvalidArgumentError(f"sampler {name!r} options give both {old!r} and {new!r}; keep only {new!r}")
+    options = {renames.get(key, key): value for key, value in options.items()}
+    if isinstance(options.get("restart_list"), dict):
+        options["restart_list"] = {_restart_key(key): value for key, value in options["restart_list"].items()}
+    return options
+
+
+def _restart_key(key):
+    """A restart_list key that JSON made a string, back to a main-step index (int) or a σ (float)."""
+    if not isinstance(key, str):
+        return key
+    for kind in (int, float):
+        try:
+            return kind(key)
+        except ValueError:
+            pass
+    return key  # not a number: check_sampler_options names it
+
+
+def check_sampler_options(name: str, options: dict) -> dict:
+    """``options`` for sampler ``name``, checked before any work; raises InvalidArgumentError naming the fix.
+
+    Checks that every option exists, that float options are numbers, that amounts of noise are ≥ 0,
+    s_tmin ≤ s_tmax and the shape of restart_list (its schedule-dependent checks run when sampling).
+    """
+    known = sampler_options(name)
+    for key, value in options.items():
+        if key not in known:
+            raise InvalidArgumentError(_unknown_option(name, key, known))
+        if isinstance(known[key], float):
+            _check_number(name, key, value, known[key])
+    merged = {**known, **options}
+    if "s_tmin" in merged and merged["s_tmin"] > merged["s_tmax"]:
+        raise InvalidArgumentError(
+            f"sampler {name!r}: s_tmin={merged['s_tmin']} > s_tmax={merged['s_tmax']} leaves no σ to churn; "
+            "set s_tmin ≤ s_tmax (churn runs for σ in [s_tmin, s_tmax]), or s_churn=0 to turn churn off"
+        )
+    if "restart_list" in options:
+        _check_restart_list(options["restart_list"])
+    return dict(options)
+
+
+def _unknown_option(name: str, key: str, known: dict) -> str:
+    takes = f"its options are {', '.join(sorted(known))}" if known else "it takes no options"
+    hint = f" (it is now spelled {_OLD_SPELLINGS[key]!r})" if _OLD_SPELLINGS.get(key) in known else ""
+    return f"sampler {name!r} has no option {key!r}{hint}; {takes}"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_number(name: str, key: str, value, default: float) -> None:
+    if not _is_number(value):
+        raise InvalidArgumentError(f"sampler {name!r}: {key} must be a number, got {value!r}; the default is {default}")
+    if key in _NON_NEGATIVE and not value >= 0:
+        raise InvalidArgumentError(f"sampler {name!r}: {key} must be ≥ 0, got {value!r}; the default is {default}")
+    if key in _POSITIVE and not value > 0:
+        raise InvalidArgumentError(f"sampler {name!r}: {key} must be > 0, got {value!r}; the default is {default}")
+
+
+def _check_restart_list(restart_list) -> None:
+    """Shape only: None, or {main-step index (int) or σ (float): [N_restart, K, t_min, t_max]}."""
+    if restart_list is None:
+        return
+    well_formed = isinstance(restart_list, dict) and all(
+        _is_number(key) and isinstance(entry, (list, tuple)) and len(entry) == 4 and all(map(_is_number, entry))
+        for key, entry in restart_list.items()
+    )
+    if not well_formed:
+        raise InvalidArgumentError(
+            "restart_list must map a main-step index (int) or a σ (float) to [N_restart, K, t_min, t_max], "
+            f"e.g. {{0.1: [9, 1, 0.1, 2.0]}}, or be None for A1111's default; got {restart_list!r}"
+        )
 
 
 def sampler_nfe(name: str, steps: int, **options) -> int:

@@ -201,6 +201,9 @@ def _spacing_schedule(spacing: str) -> Callable:
     return schedule
 
 
+# Schedules over any σ range: they take sigma_min/sigma_max options and use the model only for their defaults
+RANGE_SCHEDULES = ("karras", "exponential", "polyexponential")
+
 SCHEDULES: dict[str, Callable[..., torch.Tensor]] = {
     "default": _default_sigmas,
     "karras": _range_schedule(karras_sigmas),
@@ -221,3 +224,8 @@ def make_sigmas(name: str, model_sampling: ModelSampling, steps: int, **options)
     if name not in SCHEDULES:
         raise UnknownNameError("schedule", name, SCHEDULES)
     return SCHEDULES[name](model_sampling, steps, **options)
+
+
+def schedules_for(model_sampling: ModelSampling) -> list[str]:
+    """Names in :data:`SCHEDULES` that apply to ``model_sampling``, in table order ("flow" needs a flow model)."""
+    return [name for name in SCHEDULES if name != "flow" or isinstance(model_sampling, FlowMatch)]

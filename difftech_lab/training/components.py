@@ -8,13 +8,13 @@ from pathlib import Path
 from diffusers import AutoencoderKL, EulerDiscreteScheduler
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from difftech_lab.training import dataset
+from difftech_lab import scenes
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_TOKENS = 77  # Stable Diffusion's context length, so prompt tools that chunk by 75 tokens work unchanged
 
 VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, latent_channels=4, sample_size=dataset.RESOLUTION,
+    in_channels=3, out_channels=3, latent_channels=4, sample_size=scenes.RESOLUTION,
     down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
     block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8,
 )
@@ -22,7 +22,7 @@ TEXT_CONFIG = dict(
     hidden_size=128, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4,
     max_position_embeddings=MAX_TOKENS, projection_dim=128, hidden_act="quick_gelu",
 )
-_UNET_COMMON = dict(sample_size=dataset.RESOLUTION // 4, in_channels=4, out_channels=4, layers_per_block=1,
+_UNET_COMMON = dict(sample_size=scenes.RESOLUTION // 4, in_channels=4, out_channels=4, layers_per_block=1,
                     cross_attention_dim=TEXT_CONFIG["hidden_size"], attention_head_dim=4, norm_num_groups=32)
 # Self- and cross-attention at 8×8, 4×4 and 2×2. At 2×2 every cell touches two borders, so zero padding tells
 # the convolutions where they are: absolute position ("on the left") is known without extra input channels.
@@ -44,9 +44,9 @@ SCHEDULER_CONFIG = dict(
 
 def grammar_words() -> list[str]:
     """Every word the caption grammar uses, each of which gets one token."""
-    words = {"a", "and", "on", "the", "at", "in", "background", *dataset.COLOURS, *dataset.BACKGROUNDS,
-             *dataset.SHAPES, *dataset.SIZES}
-    words |= {w for p in dataset.POSITIONS for w in p.split()}
+    words = {"a", "and", "on", "the", "at", "in", "background", *scenes.COLOURS, *scenes.BACKGROUNDS,
+             *scenes.SHAPES, *scenes.SIZES}
+    words |= {w for p in scenes.POSITIONS for w in p.split()}
     return sorted(words)
 
 

@@ -13,8 +13,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from difftech_lab.training import dataset, scorer
-from difftech_lab.training.export import BUNDLED, write_model_card
+from difftech_lab import scenes
+from difftech_lab.metrics import score, score_batch
+from difftech_lab.models.loading import BUNDLED_MODEL
+from difftech_lab.training import dataset
+from difftech_lab.training.model_card import write_model_card
 
 DEFAULT_GUIDANCE = 3.0  # the model card's setting
 
@@ -34,7 +37,7 @@ def generate(pipe, prompts: list[str], seeds: list[int], steps: int, guidance: f
     out = []
     for i in range(0, len(prompts), batch):
         gens = [torch.Generator().manual_seed(s) for s in seeds[i:i + batch]]
-        images = pipe(prompts[i:i + batch], height=dataset.RESOLUTION, width=dataset.RESOLUTION,
+        images = pipe(prompts[i:i + batch], height=scenes.RESOLUTION, width=scenes.RESOLUTION,
                       num_inference_steps=steps, guidance_scale=guidance, generator=gens, output_type="np").images
         out.append((images * 255).round().clip(0, 255).astype(np.uint8))
     return np.concatenate(out)
@@ -62,10 +65,10 @@ def evaluate(folder, images: int = 200, steps: int = 20, guidance: float = DEFAU
     result = {"steps": steps, "guidance_scale": guidance, "seeds": f"{seed}..{seed + images - 1}", "rows": {}, "grid": {}}
     for n_objects, name in ((1, "single object"), (2, "two objects")):
         specs = dataset.held_out_specs(n_objects, images)
-        prompts = [dataset.caption(s) for s in specs]
+        prompts = [scenes.caption(s) for s in specs]
         seeds = list(range(seed, seed + images))
         generated = generate(pipe, prompts, seeds, steps, guidance)
-        result["rows"][name] = scorer.score_batch(list(generated), specs)
+        result["rows"][name] = score_batch(list(generated), specs)
         result["grid"][name] = (generated[:16], np.stack([dataset.render(s).image for s in specs[:16]]))
         if n_objects == 1:
             result["reference"] = _reference(generated, prompts, seeds, steps, guidance)
@@ -76,7 +79,7 @@ def evaluate(folder, images: int = 200, steps: int = 20, guidance: float = DEFAU
 
 def _reference(generated: np.ndarray, prompts: list[str], seeds: list[int], steps: int, guidance: float) -> dict:
     """The first generation that scores fully right (or the first one): what the tests regenerate and check."""
-    scores = [scorer.score(g, p) for g, p in zip(generated, prompts)]
+    scores = [score(g, p) for g, p in zip(generated, prompts)]
     i = next((k for k, s in enumerate(scores) if s.correct and s.background), 0)
     s = scores[i]
     return {"prompt": prompts[i], "seed": seeds[i], "steps": steps, "guidance_scale": guidance,
@@ -96,7 +99,7 @@ def table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="difftech-lab eval", description=__doc__)
-    p.add_argument("folder", nargs="?", default=str(BUNDLED))
+    p.add_argument("folder", nargs="?", default=str(BUNDLED_MODEL))
     p.add_argument("--images", type=int, default=200, help="prompts per row (held-out, fixed seeds)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)

@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from difftech_lab import scenes
 from difftech_lab.training import components, dataset
 from difftech_lab.training.checkpoints import RunDir
 
-ATTRIBUTES = (("colour", list(dataset.COLOURS)), ("size", list(dataset.SIZES)), ("shape", list(dataset.SHAPES)),
-              ("position", list(dataset.POSITIONS)))
+ATTRIBUTES = (("colour", list(scenes.COLOURS)), ("size", list(scenes.SIZES)), ("shape", list(scenes.SHAPES)),
+              ("position", list(scenes.POSITIONS)))
 MAX_OBJECTS = 3
 
 
@@ -32,23 +33,23 @@ class Probes(torch.nn.Module):
         self.object = torch.nn.ModuleDict({k: torch.nn.Linear(width, len(v)) for k, v in ATTRIBUTES})
         self.slots = torch.nn.ModuleDict({f"{k}{s}": torch.nn.Linear(width, len(v) + 1)
                                           for k, v in ATTRIBUTES for s in range(MAX_OBJECTS)})
-        self.background = torch.nn.Linear(width, len(dataset.BACKGROUNDS))
+        self.background = torch.nn.Linear(width, len(scenes.BACKGROUNDS))
 
 
-def targets(specs: list[dataset.SceneSpec]) -> tuple[list[tuple[int, int, dict]], dict[str, torch.Tensor]]:
+def targets(specs: list[scenes.SceneSpec]) -> tuple[list[tuple[int, int, dict]], dict[str, torch.Tensor]]:
     """Phrase-end token positions with their object's labels, and the end-token labels of every scene."""
     ends, scene = [], {f"{k}{s}": [] for k, _ in ATTRIBUTES for s in range(MAX_OBJECTS)}
     scene["background"] = []
     for b, spec in enumerate(specs):
         n_words = 0
         for obj in spec.objects:
-            n_words += len(dataset.object_phrase(obj).split())
+            n_words += len(scenes.object_phrase(obj).split())
             ends.append((b, n_words, {k: v.index(getattr(obj, k)) for k, v in ATTRIBUTES}))  # token = word + 1
             n_words += 1  # "and"
         for k, values in ATTRIBUTES:
             for s in range(MAX_OBJECTS):
                 scene[f"{k}{s}"].append(values.index(getattr(spec.objects[s], k)) if s < len(spec.objects) else len(values))
-        scene["background"].append(list(dataset.BACKGROUNDS).index(spec.background))
+        scene["background"].append(list(scenes.BACKGROUNDS).index(spec.background))
     return ends, {k: torch.tensor(v) for k, v in scene.items()}
 
 
@@ -99,9 +100,9 @@ def train(args) -> None:
         specs = []
         while len(specs) < args.batch:
             spec = dataset.random_spec(rng)
-            if not dataset.is_held_out(dataset.caption(spec)):
+            if not dataset.is_held_out(scenes.caption(spec)):
                 specs.append(spec)
-        ids = encode(tokenizer, [dataset.caption(s) for s in specs]).to(args.device)
+        ids = encode(tokenizer, [scenes.caption(s) for s in specs]).to(args.device)
         first_eos = (ids == tokenizer.eos_token_id).int().argmax(1, keepdim=True)
         eos_mask = torch.arange(ids.shape[1], device=ids.device)[None] >= first_eos
         hidden = model(ids).last_hidden_state

@@ -5,9 +5,10 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-SETUP = """from difftech_lab.models.tiny import tiny_session
+SETUP = """from difftech_lab import Session
+from difftech_lab.models.tiny import tiny_model
 from difftech_lab.widgets.latent_navigator import LatentNavigator
-s = tiny_session(progress=False)
+s = Session(tiny_model(), progress=False)
 nav = LatentNavigator(s, [1, 2, 3, 4], prompt="a red square", steps=2)
 nav.wait(60)"""
 

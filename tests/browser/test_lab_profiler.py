@@ -7,10 +7,11 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-SETUP = """from difftech_lab.models.tiny import tiny_session
+SETUP = """from difftech_lab import Session
+from difftech_lab.models.tiny import tiny_model
 from difftech_lab.profiling import profile_generation
 from difftech_lab.widgets.profiler_view import ProfilerView
-s = tiny_session(progress=False)
+s = Session(tiny_model(), progress=False)
 report = profile_generation(s, prompt="a red square", steps=3, progress=False)
 view = ProfilerView(report, row_limit=500)"""
 

@@ -5,9 +5,10 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-SETUP = """from difftech_lab.models.tiny import tiny_session
+SETUP = """from difftech_lab import Session
+from difftech_lab.models.tiny import tiny_model
 from difftech_lab.widgets.step_preview import StepPreview
-s = tiny_session(progress=False)
+s = Session(tiny_model(), progress=False)
 preview = StepPreview(s)"""
 
 

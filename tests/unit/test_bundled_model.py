@@ -9,24 +9,25 @@ import numpy as np
 import pytest
 import torch
 
-from difftech_lab.training import components, dataset, scorer
-from difftech_lab.training.export import BUNDLED
+from difftech_lab import metrics
+from difftech_lab.models.loading import BUNDLED_MODEL
+from difftech_lab.training import components, dataset
 
 
 @pytest.fixture(scope="module")
 def pipe():
     os.environ["HF_HUB_OFFLINE"] = "1"
     from diffusers import StableDiffusionPipeline
-    return StableDiffusionPipeline.from_pretrained(BUNDLED)
+    return StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL)
 
 
 @pytest.fixture(scope="module")
 def card():
-    return json.loads((BUNDLED / "evaluation.json").read_text())
+    return json.loads((BUNDLED_MODEL / "evaluation.json").read_text())
 
 
 def test_the_folder_is_small_safetensors_only():
-    files = [f for f in BUNDLED.rglob("*") if f.is_file()]
+    files = [f for f in BUNDLED_MODEL.rglob("*") if f.is_file()]
     assert sum(f.stat().st_size for f in files) <= 25e6
     assert not [f for f in files if f.suffix in (".bin", ".pt", ".pth", ".ckpt")]
     assert {"unet", "vae", "text_encoder", "tokenizer", "scheduler"} <= {f.parent.name for f in files}
@@ -37,7 +38,7 @@ def test_loading_offline_raises_no_warning(caplog):
     from diffusers import StableDiffusionPipeline
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
         warnings.simplefilter("always")
-        StableDiffusionPipeline.from_pretrained(BUNDLED)
+        StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL)
     assert not [w for w in caught if not issubclass(w.category, DeprecationWarning)], [str(w.message) for w in caught]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
@@ -67,12 +68,12 @@ def test_the_reference_generation_scores_as_the_model_card_says(pipe, card):
                  guidance_scale=ref["guidance_scale"], generator=torch.Generator().manual_seed(ref["seed"]),
                  output_type="np").images[0]
     image = (image * 255).round().clip(0, 255).astype(np.uint8)
-    s = scorer.score(image, ref["prompt"])
+    s = metrics.score(image, ref["prompt"])
     got = {"colour": s.objects[0].colour, "shape": s.objects[0].shape, "position": s.objects[0].position,
            "background": s.background}
     assert got == ref["score"]
     assert abs(image.mean() - ref["mean"]) < 2.0
-    assert f"{card['rows']['single object']['colour']:.1%}" in (BUNDLED / "README.md").read_text()
+    assert f"{card['rows']['single object']['colour']:.1%}" in (BUNDLED_MODEL / "README.md").read_text()
 
 
 def test_other_sizes_generate(pipe):

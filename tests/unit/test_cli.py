@@ -15,7 +15,8 @@ def test_generate_writes_png_with_recipe(tiny_folders, tmp_path, capsys):
                  "--width", "32", "--height", "32", "--seed", "4", "--sampler", "heun"])
     assert code == 0
     recipe = read_recipe(out)
-    assert (recipe.prompt, recipe.steps, recipe.seed, recipe.sampler) == ("a red circle", 2, 4, "heun")
+    settings = recipe.settings
+    assert (recipe.params["prompt"], settings.steps, settings.seed, settings.sampler) == ("a red circle", 2, 4, "heun")
     assert str(out) in capsys.readouterr().out
 
 
@@ -25,6 +26,14 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_folders, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("difftech-lab: unknown sampler 'nope'") and "Traceback" not in err
+
+
+def test_model_option_dispatches_a_checkpoint_file_and_refuses_a_pickle(tmp_path, capsys):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"not read: refused before loading")
+    assert main(["generate", "x", "-o", str(tmp_path / "x.png"), "--model", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("difftech-lab: model.ckpt is a pickled checkpoint") and "Traceback" not in err
 
 
 def test_info_reports_versions_and_model(tiny_folders):

@@ -1,5 +1,6 @@
 """Samplers against the Gaussian-data oracle (ALGORITHMS §0), no-op identities, NFE plans and noise variances."""
 
+import json
 import math
 
 import numpy as np
@@ -9,8 +10,10 @@ import torch
 from difftech_lab.errors import InvalidArgumentError, UnknownNameError
 from difftech_lab.sampling.samplers import (
     SAMPLERS,
+    check_sampler_options,
     get_ancestral_step,
     get_sampler,
+    normalize_sampler_options,
     sample_dpmpp_2m,
     sample_edm,
     sample_euler,
@@ -19,6 +22,7 @@ from difftech_lab.sampling.samplers import (
     sample_heun,
     sample_restart,
     sampler_nfe,
+    sampler_options,
 )
 from difftech_lab.sampling.schedules import flow_sigmas, karras_sigmas
 
@@ -62,7 +66,7 @@ ORACLE_CASES = [
     ("heun", 50, {}),
     ("dpmpp_2m", 50, {}),
     ("edm", 50, {}),
-    ("edm", 150, {"S_churn": 20.0, "S_tmin": 0.05, "S_tmax": 50.0}),
+    ("edm", 150, {"s_churn": 20.0, "s_tmin": 0.05, "s_tmax": 50.0}),
     ("restart", 50, {}),
     ("lcm", 4, {}),
 ]
@@ -126,12 +130,12 @@ def test_ancestral_step_invariant():
 def test_edm_without_churn_is_heun_and_ignores_s_noise():
     sigmas, x = karras_sigmas(12, SIGMA_MIN, SIGMA_MAX), start(SIGMA_MAX, n=64)
     heun = sample_heun(gaussian_denoiser, x, sigmas)
-    assert torch.equal(sample_edm(gaussian_denoiser, x, sigmas, S_noise=1.7, generator=torch.Generator()), heun)
+    assert torch.equal(sample_edm(gaussian_denoiser, x, sigmas, s_noise=1.7, generator=torch.Generator()), heun)
 
 
 def test_edm_gamma_capped_at_sqrt2_minus_1():
     seen = []
-    sample_edm(gaussian_denoiser, start(10.0, n=8), karras_sigmas(4, 0.1, 10.0), S_churn=1e6,
+    sample_edm(gaussian_denoiser, start(10.0, n=8), karras_sigmas(4, 0.1, 10.0), s_churn=1e6,
                callback=lambda info: seen.append(info["sigma_hat"] / info["sigma"]))
     assert seen == pytest.approx([math.sqrt(2)] * 4)
 
@@ -143,9 +147,9 @@ def test_restart_without_restarts_is_edm(restart_list):
                        sample_edm(gaussian_denoiser, x, sigmas))
 
 
-@pytest.mark.parametrize("S_noise", [1.0, 1.5])
-def test_restart_jump_variance(S_noise):
-    """Right after the jump t_min → t_max, x ~ N(μ, s² + t_min² + S_noise²(t_max² − t_min²))."""
+@pytest.mark.parametrize("s_noise", [1.0, 1.5])
+def test_restart_jump_variance(s_noise):
+    """Right after the jump t_min → t_max, x ~ N(μ, s² + t_min² + s_noise²(t_max² − t_min²))."""
     t_min, t_max = 0.5, 3.0
     jumped = []
 
@@ -156,16 +160,16 @@ def test_restart_jump_variance(S_noise):
 
     sigmas = torch.tensor([1.0, t_min, 0.0], dtype=torch.float64)
     x = sample_restart(spy, start(1.0), sigmas, restart_list={1: [4, 1, t_min, t_max]},
-                       S_noise=S_noise, generator=torch.Generator().manual_seed(3))
-    expected = math.sqrt(S**2 + t_min**2 + S_noise**2 * (t_max**2 - t_min**2))
+                       s_noise=s_noise, generator=torch.Generator().manual_seed(3))
+    expected = math.sqrt(S**2 + t_min**2 + s_noise**2 * (t_max**2 - t_min**2))
     assert jumped[0].std().item() == pytest.approx(expected, rel=0.02)
-    if S_noise == 1.0:
+    if s_noise == 1.0:
         assert jumped[0].std().item() == pytest.approx(math.sqrt(S**2 + t_max**2), rel=0.02)
         assert x.std().item() == pytest.approx(S, rel=0.02)
 
 
 def test_churn_s_noise_inflation_is_predictable():
-    """One churned Euler step σ → 0 returns D(x̂; σ̂), so std = s²/(s²+σ̂²)·√(s²+σ²+S_noise²(σ̂²−σ²))."""
+    """One churned Euler step σ → 0 returns D(x̂; σ̂), so std = s²/(s²+σ̂²)·√(s²+σ²+s_noise²(σ̂²−σ²))."""
     sigma, s_noise = 1.0, 1.5
     sigma_hat = sigma * math.sqrt(2)  # γ capped at √2−1
     x = sample_euler(gaussian_denoiser, start(sigma), torch.tensor([sigma, 0.0], dtype=torch.float64),
@@ -184,7 +188,7 @@ def test_ancestral_s_noise_inflates_variance():
 @pytest.mark.parametrize("name,options", [(name, {}) for name in SAMPLERS] + [
     ("restart", {"restart_list": {3: [4, 2, 0.0, 5.0]}}),
     ("restart", {"restart_list": None}),
-    ("edm", {"S_churn": 5.0}),
+    ("edm", {"s_churn": 5.0}),
 ])
 def test_nfe_and_callback_match_plan(name, options):
     steps = 24 if options.get("restart_list", 0) is None else 10
@@ -236,3 +240,85 @@ def test_errors():
         sample_restart(gaussian_denoiser, start(10.0, n=2), sigmas, restart_list={9: [4, 1, 0.0, 50.0]})
     with pytest.raises(InvalidArgumentError, match="sigmas"):
         sample_euler(gaussian_denoiser, start(10.0, n=2), torch.tensor([1.0]))
+
+
+def test_sampler_options_list_each_samplers_options_and_defaults():
+    churn = {"s_churn": 0.0, "s_tmin": 0.0, "s_tmax": math.inf, "s_noise": 1.0}
+    assert sampler_options("euler") == sampler_options("edm") == churn
+    assert sampler_options("euler_ancestral") == {"eta": 1.0, "s_noise": 1.0}
+    assert sampler_options("restart") == {"restart_list": None, "s_noise": 1.0, "rho": 7.0}
+    assert sampler_options("heun") == {}
+    with pytest.raises(UnknownNameError, match="'dpm_fast'"):
+        sampler_options("dpm_fast")
+
+
+def test_one_spelling_carries_over_between_samplers():
+    """The same s_noise/s_churn options run on every sampler that has them (they used to be S_… on edm/restart)."""
+    sigmas, x = karras_sigmas(6, 0.1, 10.0).double(), start(10.0, n=4)
+    for name in ("euler", "euler_ancestral", "edm", "restart"):
+        options = {key: value for key, value in {"s_churn": 1.0, "s_noise": 1.01}.items()
+                   if key in sampler_options(name)}
+        assert check_sampler_options(name, options) == options
+        get_sampler(name)(gaussian_denoiser, x, sigmas, generator=torch.Generator().manual_seed(0), **options)
+
+
+def test_check_passes_good_options_and_returns_a_copy():
+    options = {"s_churn": 2, "s_tmin": 0.05, "s_tmax": np.float64(50.0)}
+    checked = check_sampler_options("euler", options)
+    assert checked == options and checked is not options
+    assert check_sampler_options("restart", {"restart_list": {3: [4, 2, 0.0, 5.0], 0.1: [2, 1, 0.1, 2.0]}})
+    assert check_sampler_options("restart", {"restart_list": None}) == {"restart_list": None}
+    assert check_sampler_options("heun", {}) == {}
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("euler", {"foo": 1}, "sampler 'euler' has no option 'foo'; its options are s_churn, s_noise, s_tmax, s_tmin"),
+    ("heun", {"eta": 0.5}, "sampler 'heun' has no option 'eta'; it takes no options"),
+    ("edm", {"S_churn": 5.0}, "no option 'S_churn' (it is now spelled 's_churn')"),
+    ("euler", {"s_churn": "10"}, "s_churn must be a number, got '10'"),
+    ("edm", {"s_noise": True}, "s_noise must be a number, got True"),
+    ("euler", {"s_churn": -1.0}, "s_churn must be ≥ 0, got -1.0; the default is 0.0"),
+    ("euler_ancestral", {"eta": -0.5}, "eta must be ≥ 0, got -0.5"),
+    ("restart", {"s_noise": float("nan")}, "s_noise must be ≥ 0, got nan"),
+    ("restart", {"rho": 0}, "rho must be > 0, got 0"),
+    ("edm", {"s_tmin": 5.0, "s_tmax": 1.0}, "s_tmin=5.0 > s_tmax=1.0"),
+    ("restart", {"restart_list": [4, 1, 0.1, 2.0]}, "restart_list must map"),
+    ("restart", {"restart_list": {3: [4, 1, 2.0]}}, "restart_list must map"),
+    ("restart", {"restart_list": {"3": [4, 1, 0.1, 2.0]}}, "restart_list must map"),
+])
+def test_check_rejects_bad_options_before_any_work(name, options, message):
+    with pytest.raises(InvalidArgumentError) as err:
+        check_sampler_options(name, options)
+    assert message in str(err.value)
+
+
+def test_check_keeps_the_schedule_dependent_restart_errors_for_sampling_time():
+    options = check_sampler_options("restart", {"restart_list": {3: [4, 1, 0.0, 0.01]}})
+    with pytest.raises(InvalidArgumentError, match="t_max"):
+        sample_restart(gaussian_denoiser, start(10.0, n=2), karras_sigmas(8, 0.1, 10.0), **options)
+
+
+def test_check_unknown_sampler():
+    with pytest.raises(UnknownNameError, match="'dpm_fast'"):
+        check_sampler_options("dpm_fast", {})
+
+
+def test_normalize_renames_the_released_spellings():
+    old = {"S_churn": 20.0, "S_tmin": 0.05, "S_tmax": 50.0, "S_noise": 1.003}
+    assert normalize_sampler_options("edm", old) == {"s_churn": 20.0, "s_tmin": 0.05, "s_tmax": 50.0, "s_noise": 1.003}
+    assert normalize_sampler_options("restart", {"S_noise": 1.5, "rho": 5.0}) == {"s_noise": 1.5, "rho": 5.0}
+    assert normalize_sampler_options("euler", {"s_churn": 1.0}) == {"s_churn": 1.0}
+    assert normalize_sampler_options("heun", {"S_churn": 1.0}) == {"S_churn": 1.0}   # never valid: check names it
+    with pytest.raises(InvalidArgumentError, match="both 'S_noise' and 's_noise'; keep only 's_noise'"):
+        normalize_sampler_options("edm", {"S_noise": 1.0, "s_noise": 1.1})
+    with pytest.raises(UnknownNameError):
+        normalize_sampler_options("dpm_fast", {})
+
+
+def test_normalize_restores_restart_keys_that_json_made_strings():
+    """{3: …} is main step 3 and {0.1: …} the σ nearest 0.1; a recipe's JSON stores both keys as strings."""
+    restart_list = {3: [4, 2, 0.0, 5.0], 0.1: [2, 1, 0.1, 2.0]}
+    loaded = json.loads(json.dumps({"restart_list": restart_list}))
+    assert normalize_sampler_options("restart", loaded) == {"restart_list": restart_list}
+    assert check_sampler_options("restart", normalize_sampler_options("restart", loaded))
+    assert normalize_sampler_options("restart", {"restart_list": None}) == {"restart_list": None}

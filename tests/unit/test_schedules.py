@@ -9,6 +9,7 @@ from diffusers import EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
 from difftech_lab.errors import InvalidArgumentError, UnknownNameError
 from difftech_lab.models.parameterization import model_sampling_from_config
 from difftech_lab.sampling.schedules import (
+    RANGE_SCHEDULES,
     SCHEDULES,
     discrete_sigmas,
     dynamic_flow_shift,
@@ -19,6 +20,7 @@ from difftech_lab.sampling.schedules import (
     make_sigmas,
     polyexponential_sigmas,
     resolution_shift_mu,
+    schedules_for,
     sgm_uniform_sigmas,
     uniform_sigmas,
 )
@@ -136,6 +138,21 @@ def test_timestep_uniform_schedules(sd):
 @pytest.mark.parametrize("name", sorted(set(SCHEDULES) - {"flow"}))
 def test_every_schedule_valid_for_sd(sd, name):
     _assert_valid(make_sigmas(name, sd, 12), 12)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_every_schedule_valid_for_sd3(name):
+    _assert_valid(make_sigmas(name, model_sampling_from_config(SD3), 12), 12)
+
+
+def test_schedules_for_a_model(sd):
+    assert schedules_for(sd) == [name for name in SCHEDULES if name != "flow"]
+    assert schedules_for(model_sampling_from_config(SD3)) == list(SCHEDULES)
+
+
+@pytest.mark.parametrize("name", RANGE_SCHEDULES)
+def test_range_schedules_take_the_range_as_options(sd, name):
+    assert make_sigmas(name, sd, 6, sigma_min=0.5, sigma_max=5.0)[[0, -2]].tolist() == pytest.approx([5.0, 0.5])
 
 
 def test_make_sigmas_defaults_and_options(sd):

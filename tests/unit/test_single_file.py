@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from difftech_lab import InvalidArgumentError, ModelLoadError, Session
-from difftech_lab.models.export import open_clip_to_ldm, save_single_file, unet_to_ldm, vae_to_ldm
+from difftech_lab.models.export import save_single_file
+from difftech_lab.models.ldm_layout import open_clip_to_ldm, unet_to_ldm, vae_to_ldm
 
 FAST = dict(steps=3, width=32, height=32, progress=False)
 

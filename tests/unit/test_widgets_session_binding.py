@@ -27,7 +27,7 @@ def test_mask_painter_over_a_result_feeds_inpainting_at_latent_size(tiny_session
 
 def test_schedule_plotter_shows_the_models_schedule_and_what_a_run_used(tiny_session):
     result = tiny_session.generate("a cat", width=64, height=64, steps=4, seed=1)
-    plotter = SchedulePlotter(session=tiny_session, result=result, steps=4, schedule="model")
+    plotter = SchedulePlotter(session=tiny_session, result=result, steps=4, schedule="default")
     assert torch.allclose(plotter.sigmas, result.sigmas)          # "model" is the session's default schedule
     assert plotter.used["sigma"] == [float(s) for s in result.sigmas_used]
     assert plotter.sigma_max == tiny_session.model_sampling.sigma_max

@@ -1,11 +1,12 @@
 // SchedulePlotter: draws the σ and log-SNR curves the kernel computed; the controls edit synced traits.
+// Schedule names and colours come with the curves, so any schedule the kernel knows is drawn.
 
 const PANEL_W = 360, PANEL_H = 240, PAD = { l: 46, r: 10, t: 22, b: 30 };
-const COLOR = { karras: "#1f77b4", exponential: "#ff7f0e", polyexponential: "#2ca02c", model: "#9467bd",
-                flow: "#d62728", used: "#000" };
 const SVGNS = "http://www.w3.org/2000/svg";
+// [trait, label, step, the one schedule it tunes]: such a control is hidden while its schedule is not drawn
 const CONTROLS = [["steps", "steps", 1], ["sigma_min", "σ min", "any"], ["sigma_max", "σ max", "any"],
-                  ["rho", "ρ Karras", 0.5], ["poly_rho", "ρ poly", 0.5], ["shift", "flow shift", 0.5]];
+                  ["rho", "ρ Karras", 0.5, "karras"], ["poly_rho", "ρ poly", 0.5, "polyexponential"],
+                  ["shift", "flow shift", 0.5, "flow"]];
 
 function node(tag, attrs = {}, text) {
   const n = document.createElementNS(SVGNS, tag);
@@ -45,7 +46,7 @@ function panel(title, series, { logY, selected }) {
     const drawable = s.points.filter(([, y]) => y !== null && (!logY || y > 0));
     const used = s.name === "used";
     svg.append(node("polyline", { points: drawable.map(([x, y]) => `${X(x)},${Y(y)}`).join(" "), fill: "none",
-      stroke: COLOR[s.name] || "#555", "stroke-width": s.name === selected ? 3 : 1.5,
+      stroke: s.color, "stroke-width": s.name === selected ? 3 : 1.5,
       "stroke-dasharray": used ? "4 3" : "none", "data-testid": `line-${s.name}` }));
     if (used) drawable.forEach(([x, y]) => svg.append(node("circle", { cx: X(x), cy: Y(y), r: 2.5, fill: "#000" })));
   }
@@ -54,7 +55,7 @@ function panel(title, series, { logY, selected }) {
 
 function render({ model, el }) {
   const root = widgetRoot(el, model, "schedule-plotter");
-  const inputs = {};
+  const inputs = {}, labels = {};
   const controls = h("div", { style: { display: "flex", flexWrap: "wrap", gap: "10px", margin: "4px 0" } },
     CONTROLS.map(([key, label, step]) => {
       const input = h("input", { "data-testid": key, type: "number", step, style: { width: "72px" } });
@@ -63,7 +64,8 @@ function render({ model, el }) {
         if (Number.isFinite(v)) { model.set(key, v); model.save_changes(); }
       });
       inputs[key] = input;
-      return h("label", {}, [`${label} `, input]);
+      labels[key] = h("label", {}, [`${label} `, input]);
+      return labels[key];
     }));
   const legend = h("div", { "data-testid": "legend", style: { margin: "4px 0" } });
   const plots = h("div", { "data-testid": "plots", style: { display: "flex", gap: "8px" } });
@@ -74,14 +76,14 @@ function render({ model, el }) {
   function draw() {
     const curves = model.get("curves") || [], used = model.get("used") || {}, selected = model.get("schedule");
     const all = used.sigma ? [...curves, used] : curves;
-    const sigmaSeries = all.map((c) => ({ name: c.name, points: c.sigma.map((s, i) => [i, s]) }));
-    const snrSeries = all.map((c) => ({ name: c.name, points: c.log_snr.map((s, i) => [i, s]) }));
+    const sigmaSeries = all.map((c) => ({ name: c.name, color: c.color, points: c.sigma.map((s, i) => [i, s]) }));
+    const snrSeries = all.map((c) => ({ name: c.name, color: c.color, points: c.log_snr.map((s, i) => [i, s]) }));
     plots.replaceChildren(panel("σ (log scale)", sigmaSeries, { logY: true, selected }),
                           panel("log-SNR = −2 ln σ", snrSeries, { logY: false, selected }));
     legend.replaceChildren(...all.map((c) => {
       const chosen = c.name === selected;
       const item = h("button", { "data-testid": `pick-${c.name}`, title: c.name === "used" ? "σ's the run used" : "use this schedule",
-        style: { marginRight: "6px", border: `2px solid ${COLOR[c.name] || "#555"}`, background: chosen ? COLOR[c.name] : "#fff",
+        style: { marginRight: "6px", border: `2px solid ${c.color}`, background: chosen ? c.color : "#fff",
                  color: chosen ? "#fff" : "#222", borderRadius: "10px", padding: "1px 8px", cursor: "pointer" } }, c.name);
       if (c.name !== "used") item.addEventListener("click", () => { model.set("schedule", c.name); model.save_changes(); });
       return item;
@@ -89,6 +91,8 @@ function render({ model, el }) {
     const chosen = curves.find((c) => c.name === selected);
     readout.textContent = chosen ? `${selected}: ${chosen.sigma.map(fmt).join(", ")}` : "";
     for (const [key] of CONTROLS) if (document.activeElement !== inputs[key]) inputs[key].value = model.get(key);
+    const drawn = new Set(curves.map((c) => c.name));
+    for (const [key, , , tunes] of CONTROLS) labels[key].style.display = !tunes || drawn.has(tunes) ? "" : "none";
     root.setAttribute("data-steps", model.get("steps"));
   }
 

@@ -14,12 +14,12 @@ import numpy as np
 from PIL import Image
 
 from difftech_lab.errors import InvalidArgumentError, ShapeError
-from difftech_lab.training import dataset
+from difftech_lab import scenes
 
-_NAMES = list(dataset.COLOURS) + list(dataset.BACKGROUNDS)
-_PALETTE = np.array([*dataset.COLOURS.values(), *dataset.BACKGROUNDS.values()], np.float32)
-_N_OBJECT_COLOURS = len(dataset.COLOURS)
-_GRID_NAMES = {v: k for k, v in dataset.POSITIONS.items()}
+_NAMES = list(scenes.COLOURS) + list(scenes.BACKGROUNDS)
+_PALETTE = np.array([*scenes.COLOURS.values(), *scenes.BACKGROUNDS.values()], np.float32)
+_N_OBJECT_COLOURS = len(scenes.COLOURS)
+_GRID_NAMES = {v: k for k, v in scenes.POSITIONS.items()}
 MIN_AREA = 0.004  # an object covers at least this fraction of the image (a small triangle covers ~0.027)
 
 
@@ -38,7 +38,7 @@ class Detection:
 class ObjectScore:
     """How one object of the prompt came out; ``found`` is the detection it was matched with (or None)."""
 
-    wanted: dataset.ObjectSpec
+    wanted: scenes.ObjectSpec
     found: Detection | None
     colour: bool
     shape: bool
@@ -98,10 +98,10 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=1)
 def _shape_geometry() -> dict[str, tuple[float, float, float]]:
     """Per shape: area / r² and the centroid's offset from the drawing centre in units of r (measured, r = 26)."""
-    r, c = 26.0, dataset.RESOLUTION / 2
+    r, c = 26.0, scenes.RESOLUTION / 2
     geometry = {}
-    for shape in dataset.SHAPES:
-        ys, xs = np.nonzero(dataset.shape_mask(shape, c, c, r))
+    for shape in scenes.SHAPES:
+        ys, xs = np.nonzero(scenes.shape_mask(shape, c, c, r))
         geometry[shape] = (len(xs) / r**2, (xs.mean() + 0.5 - c) / r, (ys.mean() + 0.5 - c) / r)
     return geometry
 
@@ -113,10 +113,10 @@ def classify_shape(mask: np.ndarray) -> str:
     """
     ys, xs = np.nonzero(mask)
     area, cx, cy = len(xs), xs.mean() + 0.5, ys.mean() + 0.5
-    best, best_iou = dataset.SHAPES[0], -1.0
+    best, best_iou = scenes.SHAPES[0], -1.0
     for shape, (k, ox, oy) in _shape_geometry().items():
         r = float(np.sqrt(area / k))
-        template = dataset.shape_mask(shape, cx - ox * r, cy - oy * r, r, size=mask.shape)
+        template = scenes.shape_mask(shape, cx - ox * r, cy - oy * r, r, size=mask.shape)
         iou = (template & mask).sum() / (template | mask).sum()
         if iou > best_iou:
             best, best_iou = shape, iou
@@ -156,15 +156,15 @@ def detect(image) -> tuple[str, list[Detection]]:
     return _NAMES[background], found[:6]
 
 
-def _as_spec(prompt_or_spec) -> dataset.SceneSpec:
-    if isinstance(prompt_or_spec, dataset.SceneSpec):
+def _as_spec(prompt_or_spec) -> scenes.SceneSpec:
+    if isinstance(prompt_or_spec, scenes.SceneSpec):
         return prompt_or_spec
     if isinstance(prompt_or_spec, str):
-        return dataset.parse_caption(prompt_or_spec)
+        return scenes.parse_caption(prompt_or_spec)
     raise InvalidArgumentError(f"cannot score against {prompt_or_spec!r}; pass a caption string or a SceneSpec")
 
 
-def _object_score(want: dataset.ObjectSpec, det: Detection | None) -> ObjectScore:
+def _object_score(want: scenes.ObjectSpec, det: Detection | None) -> ObjectScore:
     if det is None:
         return ObjectScore(want, None, False, False, False)
     return ObjectScore(want, det, det.colour == want.colour, det.shape == want.shape, det.position == want.position)
