@@ -168,7 +168,8 @@ def upgrade_v1(data: dict) -> dict:
         parent = upgrade_v1(data["branch"]["parent"])
         changed = {k: params[k] for k in ("prompt", "negative_prompt") if params[k] != parent["params"].get(k)}
         return {"version": RECIPE_VERSION, "technique": "branch", "model": data.get("model", ""),
-                "settings": settings, "params": {"parent": parent, "step": data["branch"]["step"], **changed}}
+                "settings": settings,
+                "params": {"parent": parent, "step": data["branch"]["step"], "overrides": changed}}
     if mode == "txt2img":
         params["noise"] = {"$tensor": data["noise"]} if data.get("noise") else None
     elif mode in ("img2img", "inpaint"):

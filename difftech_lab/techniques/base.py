@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from ..errors import InvalidArgumentError
+from ..models.memory import check_memory
 from ..patches import patched
 from ..recipe import Recipe, decode_value, encode_value
 from ..result import Result
@@ -57,6 +58,8 @@ class Technique:
 
     def execute(self, session, settings: Settings, params, run: RunOptions) -> Result:
         settings = self.resolve(session, settings, params)
+        # before the plan allocates noise at that size: a CFG run has at least two network rows per image
+        check_memory(session.model, settings.width, settings.height, 2 * settings.batch_size)
         params = self.check(session, settings, params)
         plan = self.plan(session, settings, params)
         recipe = Recipe(technique=self.name, settings=settings, params=params.to_dict(), model=session.model.name,
