@@ -8,21 +8,31 @@ Three layers, applied in A1111's order:
 3. ``parse_prompt_attention``: emphasis ``(x)``, ``[x]``, ``(x:w)`` and ``BREAK`` turn one scheduled text
    into ``[[fragment, weight], ...]`` for the encoder.
 
-Outputs equal A1111's for the same input, malformed input included. Where A1111 silently reads malformed
-syntax in some way, we read it the same way and also emit a ``PromptSyntaxWarning`` naming the 1-based
-column (``strict=True`` raises ``PromptSyntaxError`` instead).
+Outputs equal A1111's for the same input, malformed input included: scheduling runs A1111's lark grammar and
+emphasis A1111's regular expression. Where A1111 silently reads malformed syntax in some way, we read it the
+same way and also emit a ``PromptSyntaxWarning`` naming the 1-based column (``strict=True`` raises
+``PromptSyntaxError`` instead).
 
-A1111 parses scheduling with an ambiguous Earley grammar (lark). We parse the same language by recursive
-descent and agree with it on all of its doctests and on prompts whose brackets balance. Where a valid
-``[...]`` group touches stray top-level brackets or ``::``, lark sometimes reads the group as literal text;
-we read it as a group (such prompts get a syntax warning in most cases).
+lark's Earley parser picks among the readings of a malformed prompt by rules that changed after lark 1.1.2,
+the version A1111 pins: ``[a:b:2](`` is text with lark 1.1.2 and prompt editing followed by ``(`` with lark
+1.2.2 and 1.3.1. We follow the installed lark, so such prompts read as A1111 would with that lark.
+
+Deliberate differences from A1111:
+
+- an emphasis or AND weight that is not finite or lies beyond ``±MAX_WEIGHT`` raises ``InvalidArgumentError``
+  (A1111 reads ``(red:nan)`` and ``(red:1e30)`` as text weighted 1.1, and a 400-digit weight as inf);
+- a ``when`` too large for an int (``[a:b:1e999]``) means "never switch", where A1111 raises OverflowError.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import warnings
 from dataclasses import dataclass
+
+import lark
 
 from difftech_lab.errors import InvalidArgumentError, PromptSyntaxError, PromptSyntaxWarning
 
@@ -49,6 +59,21 @@ class _Report:
         warnings.warn(text, PromptSyntaxWarning, stacklevel=4)
 
 
+# Weights beyond ±100 are refused: z * w then stays far inside fp16 (CLIP hidden states reach a few tens,
+# fp16 overflows at 65504), and any weight past a few already drowns out the rest of the prompt.
+MAX_WEIGHT = 100.0
+
+
+def _checked_weight(value: float, written: str, where: str) -> float:
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"weight {written} in {where!r} is not a finite number; "
+                                   f"use a weight such as 1.2")
+    if abs(value) > MAX_WEIGHT:
+        raise InvalidArgumentError(f"weight {written} in {where!r} is beyond ±{MAX_WEIGHT:g}; "
+                                   f"use a weight such as 1.2")
+    return value
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Emphasis: (x) ×1.1, [x] ×1/1.1, (x:w) ×w, escapes, BREAK
 # ---------------------------------------------------------------------------------------------------------
@@ -62,6 +87,8 @@ _ATTENTION_TOKEN = re.compile(
     | \\                      # a backslash escaping nothing: A1111 drops it
     | \( | \[
     | :\s*([+-]?[.\d]+)\s*\)  # closing an explicit weight (x:1.3)
+    # a number A1111 does not read as a weight, keeping "(x:1e30)" as text: matched to refuse absurd values
+    | :\s*([+-]?(?:(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+|(?i:nan|inf(?:inity)?)))\s*\)
     | \) | \]
     | [^\\()\[\]:]+           # plain text
     | :
@@ -72,7 +99,11 @@ _BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
 
 
 def parse_prompt_attention(text: str, strict: bool = False) -> list[list]:
-    """A1111 emphasis: ``[[fragment, weight], ...]``, with ``["BREAK", -1]`` for each chunk break."""
+    """A1111 emphasis: ``[[fragment, weight], ...]``, with ``["BREAK", -1]`` for each chunk break.
+
+    Raises ``InvalidArgumentError`` for a weight, written or from nesting, that is not finite or is beyond
+    ``±MAX_WEIGHT``.
+    """
     return _attention(text, _Report(strict))
 
 
@@ -86,7 +117,7 @@ def _attention(text: str, report: _Report) -> list[list]:
             item[1] *= multiplier
 
     for m in _ATTENTION_TOKEN.finditer(text):
-        token, weight = m.group(0), m.group(1)
+        token, weight, text_number = m.group(0), m.group(1), m.group(2)
         if token.startswith("\\"):
             if len(token) == 1:
                 report.problem(m.start(), "backslash escapes nothing and is dropped; write '\\\\' for a "
@@ -97,13 +128,21 @@ def _attention(text: str, report: _Report) -> list[list]:
         elif token == "[":
             square_open.append((len(res), m.start()))
         elif weight is not None and round_open:
-            multiply_from(round_open.pop()[0], _weight_value(weight, m.start(1)))
+            start, column = round_open.pop()
+            multiply_from(start, _weight_value(weight, text[column:m.end()], m.start(1)))
+        elif text_number is not None and round_open:
+            start, column = round_open.pop()
+            _weight_value(text_number, text[column:m.end()], m.start(2))  # only to refuse nan, inf, 1e30
+            report.problem(m.start(2), f"A1111 reads only plain decimals as weights, so {text_number!r} is kept "
+                                       f"as text and the bracket weighs x1.1; write the weight like 1.2")
+            res.append([token[:-1], 1.0])
+            multiply_from(start, ROUND_MULTIPLIER)
         elif token == ")" and round_open:
             multiply_from(round_open.pop()[0], ROUND_MULTIPLIER)
         elif token == "]" and square_open:
             multiply_from(square_open.pop()[0], SQUARE_MULTIPLIER)
         else:
-            if token[0] in ")]" or weight is not None:
+            if token[-1] in ")]":
                 closer = token[-1]
                 opener = "(" if closer == ")" else "["
                 report.problem(m.start(), f"{token!r} has no matching {opener!r} and is kept as literal text; "
@@ -123,15 +162,20 @@ def _attention(text: str, report: _Report) -> list[list]:
                                "add ']' where the de-emphasis should end, or escape it as '\\['")
         multiply_from(start, SQUARE_MULTIPLIER)
 
+    for fragment, weight in res:
+        if not abs(weight) <= MAX_WEIGHT:
+            raise InvalidArgumentError(f"nested emphasis gives {fragment!r} weight {weight:.6g}, beyond "
+                                       f"±{MAX_WEIGHT:g}; use fewer brackets or smaller weights")
     return _merge_equal_weights(res or [["", 1.0]])
 
 
-def _weight_value(weight: str, index: int) -> float:
+def _weight_value(weight: str, group: str, index: int) -> float:
     try:
-        return float(weight)
+        value = float(weight)
     except ValueError:  # A1111 fails here too (ValueError from float())
         raise PromptSyntaxError(f"column {index + 1}: emphasis weight {weight!r} is not a number; "
                                 f"write it like (word:1.2)") from None
+    return _checked_weight(value, weight, group)
 
 
 def _merge_equal_weights(res: list[list]) -> list[list]:
@@ -147,179 +191,139 @@ def _merge_equal_weights(res: list[list]) -> list[list]:
 # ---------------------------------------------------------------------------------------------------------
 # Scheduling: [from:to:when] prompt editing and [a|b|c] alternation
 # ---------------------------------------------------------------------------------------------------------
-#
-# The language, as A1111's grammar accepts it:
-#   prompt  := (plain | escape | emph | edit | alt)*      plain never holds \ [ ] ( ) : |
-#   emph    := "(" prompt ")" | "(" prompt ":" prompt ")" | "[" prompt "]"
-#   edit    := "[" [prompt ":"] prompt ":" ws? NUMBER ws? "]"
-#   alt     := "[" prompt ("|" prompt?)+ "]"
-#   start   := (prompt | one of [ ] ( ) : as literal text)*
-# Anything else (a "|" outside an alternation, a backslash escaping nothing) fails the whole parse, and the
-# prompt is then used verbatim for every step. A bracket that opens no valid group is literal text at the top
-# level; inside a group it makes that group invalid.
 
-_NUMBER = re.compile(r"\s*([+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)\s*")
-_SPECIAL = "\\[]():|"
+# A1111's grammar, rule for rule and alternative for alternative. It is ambiguous, and lark's Earley parser
+# picks one reading by rules that depend on how the grammar is written, so only this exact grammar reads every
+# malformed prompt (stray brackets and colons around groups) the way A1111 does. Top-level brackets and colons
+# that open no group are literal text; a "|" outside an alternation, or a backslash escaping nothing, fails
+# the parse and the prompt is then used verbatim for every step.
+_GRAMMAR = r"""
+!start: (prompt | /[][():]/+)*
+prompt: (emphasized | scheduled | alternate | plain | WHITESPACE)*
+!emphasized: "(" prompt ")"
+           | "(" prompt ":" prompt ")"
+           | "[" prompt "]"
+scheduled: "[" [prompt ":"] prompt ":" [WHITESPACE] NUMBER [WHITESPACE] "]"
+alternate: "[" prompt ("|" [prompt])+ "]"
+WHITESPACE: /\s+/
+plain: /([^\\\[\]():|]|\\.)+/
+%import common.SIGNED_NUMBER -> NUMBER
+"""
+
+# lark's SIGNED_NUMBER with the optional whitespace around it, to explain a rejected `when`
+_WHEN = re.compile(r"\s*[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
 
 
-@dataclass
+@functools.cache
+def _grammar() -> lark.Lark:
+    return lark.Lark(_GRAMMAR)  # built on first use: compiling it costs more than importing the package
+
+
+@dataclass(frozen=True)
 class _Edit:
-    before: list | None
-    after: list
+    before: tuple
+    after: tuple
     when: str
-    step: int = 0  # `when` resolved against the step count
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Alternation:
-    options: list[list]
+    options: tuple[tuple, ...]
 
 
-class _Failure(Exception):
-    def __init__(self, index: int, reason: str):
-        super().__init__(reason)
-        self.index, self.reason = index, reason
+@dataclass(frozen=True)
+class _Parse:
+    nodes: tuple  # text pieces, _Edit and _Alternation; the prompt itself when the parse failed
+    failed_at: int | None  # index of the character the parse could not get past
+    literal_squares: tuple[int, ...]  # indexes of top-level "[" read as literal text
 
 
-class _ScheduleParser:
-    """Recursive descent over the grammar above; groups are tried wherever a bracket opens."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def top(self) -> tuple[list, list[tuple[int, str]]]:
-        """Parse tree and the (index, reason) of each bracket that was read as literal text."""
-        text, nodes, literal, i = self.text, [], [], 0
-        while i < len(text):
-            part, i = self.prompt(i)
-            nodes += part
-            if i == len(text):
-                break
-            if text[i] in "([":
-                literal.append(self.why_not_group(i))
-            elif text[i] not in "]):":
-                raise _Failure(i, self.blocker(i))
-            nodes.append(text[i])
-            i += 1
-        return nodes, literal
-
-    def prompt(self, i: int) -> tuple[list, int]:
-        text, nodes = self.text, []
-        while i < len(text):
-            c = text[i]
-            if c == "\\":
-                if i + 1 == len(text) or text[i + 1] == "\n":
-                    break
-                nodes.append(text[i:i + 2])
-                i += 2
-            elif c in "([":
-                try:
-                    node, i = self.group(i)
-                except _Failure:
-                    break
-                nodes.append(node)
-            elif c in "]):|":
-                break
-            else:
-                j = i
-                while j < len(text) and text[j] not in _SPECIAL:
-                    j += 1
-                nodes.append(text[i:j])
-                i = j
-        return nodes, i
-
-    def group(self, i: int) -> tuple[object, int]:
-        opener = self.text[i]
-        parts, separators, j = [], [], i + 1
-        while True:
-            part, j = self.prompt(j)
-            parts.append(part)
-            if j == len(self.text) or self.text[j] not in ":|" or (opener == "(" and self.text[j] == "|"):
-                break
-            separators.append(self.text[j])
-            j += 1
-        closer = ")" if opener == "(" else "]"
-        if j == len(self.text):
-            raise _Failure(i, f"{opener!r} is never closed")
-        if self.text[j] != closer:
-            raise _Failure(j, f"{self.text[j]!r} cannot appear inside the {opener}...{closer} group opened at "
-                              f"column {i + 1}")
-        return self.classify(opener, parts, separators, i), j + 1
-
-    def classify(self, opener: str, parts: list[list], separators: list[str], i: int) -> object:
-        if opener == "(":
-            if len(separators) > 1:
-                raise _Failure(i, "(text:weight) takes one ':'")
-            return ["(", *_join(parts, ":"), ")"]
-        if not separators:
-            return ["[", *parts[0], "]"]
-        if set(separators) == {"|"}:
-            return _Alternation(parts)
-        if set(separators) != {":"}:
-            raise _Failure(i, "'[...]' mixes ':' (prompt editing) and '|' (alternation)")
-        if len(parts) > 3:
-            raise _Failure(i, "prompt editing takes at most [from:to:when]")
-        when = "".join(parts[-1]) if all(isinstance(n, str) for n in parts[-1]) else ""
-        number = _NUMBER.fullmatch(when)
-        if number is None:
-            raise _Failure(i, f"prompt editing needs a number of steps last, got {when.strip()!r}")
-        before = parts[0] if len(parts) == 3 else None
-        return _Edit(before, parts[-2], number.group(1))
-
-    def why_not_group(self, i: int) -> tuple[int, str]:
-        try:
-            self.group(i)
-        except _Failure as failure:
-            return failure.index, failure.reason
-        raise AssertionError("a group that parses is never literal")
-
-    def blocker(self, i: int) -> str:
-        if self.text[i] == "|":
-            return "'|' is outside any [a|b] alternation; escape it as '\\|'"
-        return "backslash at the end of a line escapes nothing; write '\\\\' for a literal backslash"
+@functools.lru_cache(maxsize=256)
+def _parse(prompt: str) -> _Parse:
+    """The prompt's parse, cached: Earley parsing takes a noticeable fraction of a second on a long prompt."""
+    first_square = prompt.find("[")
+    if first_square == -1 or not any(c in ":|" for c in prompt[first_square:]):
+        # No [from:to:when] or [a|b] can form, so the text is the same at every step whatever the parse; every
+        # blocker is fatal, as no alternation can hold it, and lark would stop at the first.
+        blockers = _blockers(prompt)
+        return _Parse((prompt,), blockers[0] if blockers else None, ())
+    try:
+        tree = _grammar().parse(prompt)
+    except lark.exceptions.UnexpectedInput as error:
+        stop = error.pos_in_stream if error.pos_in_stream >= 0 else len(prompt)
+        # every branch of the parse dies at a blocker, the literal-text reading at the first one
+        return _Parse((prompt,), max(i for i in _blockers(prompt) if i <= stop), ())
+    literal = tuple(t.start_pos for t in tree.children if isinstance(t, lark.Token) and t == "[")
+    return _Parse(_nodes(tree), None, literal)
 
 
-def _join(parts: list[list], separator: str) -> list:
-    out = list(parts[0])
-    for part in parts[1:]:
-        out += [separator, *part]
-    return out
-
-
-def _resolve_steps(nodes: list, steps: int, old: bool) -> set[int]:
-    """Steps at which the text can change; stores each edit's resolved step (A1111 ``collect_steps``)."""
-    found = set()
-    for node in nodes:
-        if isinstance(node, _Edit):
-            v = float(node.when)
-            if old:
-                v = v * steps if v < 1 else v
-            elif "." in node.when:  # "0.5" and "2.0" are fractions of the steps, "2" is step 2
-                v = v * steps
-            node.step = int(max(-1.0, min(steps, v)))  # = A1111's min(steps, int(v)), without inf overflow
-            if node.step >= 1:
-                found.add(node.step)
-            found |= _resolve_steps((node.before or []) + node.after, steps, old)
-        elif isinstance(node, _Alternation):
-            found |= set(range(1, steps + 1))
-            for option in node.options:
-                found |= _resolve_steps(option, steps, old)
-        elif isinstance(node, list):
-            found |= _resolve_steps(node, steps, old)
+def _blockers(prompt: str) -> list[int]:
+    """Indexes where the parse can fail: each unescaped '|' (fatal outside an alternation) and each backslash
+    at the end of a line (always fatal)."""
+    found, i = [], 0
+    while i < len(prompt):
+        if prompt[i] == "\\":
+            if prompt[i + 1:i + 2] in ("", "\n"):
+                found.append(i)
+            i += 2
+            continue
+        if prompt[i] == "|":
+            found.append(i)
+        i += 1
     return found
 
 
-def _text_at(nodes: list, step: int) -> str:
+def _nodes(tree: lark.Tree) -> tuple:
+    out: list = []
+    for child in tree.children:
+        if isinstance(child, lark.Token):
+            out.append(str(child))
+        elif child.data == "scheduled":
+            before, after, _, when, _ = child.children
+            out.append(_Edit(_nodes(before) if before is not None else (), _nodes(after), str(when)))
+        elif child.data == "alternate":
+            options = child.children  # an empty option is None or an empty prompt
+            out.append(_Alternation(tuple(_nodes(option) if option is not None else () for option in options)))
+        else:
+            out.extend(_nodes(child))
+    return tuple(out)
+
+
+def _switch_step(when: str, steps: int, old: bool) -> int:
+    """A1111 ``collect_steps``: the last step showing the text before the edit; below 1, no step does."""
+    v = float(when)
+    if old:
+        v = v * steps if v < 1 else v
+    elif "." in when:  # "0.5" and "2.0" are fractions of the steps, "2" is step 2
+        v = v * steps
+    return int(max(-1.0, min(steps, v)))  # compares as A1111's min(steps, int(v)), which fails on inf
+
+
+def _switch_steps(nodes: tuple, steps: int, old: bool) -> set[int]:
+    found = set()
+    for node in nodes:
+        if isinstance(node, _Edit):
+            step = _switch_step(node.when, steps, old)
+            if step >= 1:
+                found.add(step)
+            found |= _switch_steps(node.before + node.after, steps, old)
+        elif isinstance(node, _Alternation):
+            found.update(range(1, steps + 1))
+            for option in node.options:
+                found |= _switch_steps(option, steps, old)
+    return found
+
+
+def _text_at(nodes: tuple, step: int, steps: int, old: bool) -> str:
     out = []
     for node in nodes:
         if isinstance(node, str):
             out.append(node)
         elif isinstance(node, _Edit):
-            out.append(_text_at((node.before or []) if step <= node.step else node.after, step))
-        elif isinstance(node, _Alternation):
-            out.append(_text_at(node.options[(step - 1) % len(node.options)], step))
+            shown = node.before if step <= _switch_step(node.when, steps, old) else node.after
+            out.append(_text_at(shown, step, steps, old))
         else:
-            out.append(_text_at(node, step))
+            out.append(_text_at(node.options[(step - 1) % len(node.options)], step, steps, old))
     return "".join(out)
 
 
@@ -329,32 +333,60 @@ def prompt_schedules(prompt: str, steps: int, strict: bool = False,
 
     ``when`` with a decimal point is a fraction of ``steps``, without one a step number (A1111's default);
     ``use_old_scheduling=True`` gives A1111's older rule: ``when < 1`` is a fraction, else a step number.
+    A ``when`` that comes to less than step 1 (``[a:b:0]``, ``[a:b:-2]``) shows ``b`` from the first step.
     """
     return _schedule(prompt, steps, use_old_scheduling, _Report(strict))
 
 
 def _schedule(prompt: str, steps: int, old: bool, report: _Report) -> list[list]:
     _check_steps(steps)
-    parser = _ScheduleParser(prompt)
-    try:
-        nodes, literal = parser.top()
-    except _Failure as failure:
-        report.problem(failure.index, f"{failure.reason}; prompt editing and alternation in this prompt are "
-                                      f"ignored and it is used verbatim")
+    parsed = _parse(prompt)
+    if parsed.failed_at is not None:
+        reason = ("'|' is outside any valid [a|b] alternation; escape it as '\\|'" if prompt[parsed.failed_at] == "|"
+                  else "backslash at the end of a line escapes nothing; write '\\\\' for a literal backslash")
+        report.problem(parsed.failed_at, f"{reason}; prompt editing and alternation in this prompt are ignored "
+                                         f"and it is used verbatim")
         return [[steps, prompt]]
-    for index, reason in literal:
-        if _looks_scheduled(prompt, index):
-            report.problem(index, f"{reason}, so this '[...]' is read as plain text (with emphasis), not as "
-                                  f"prompt editing [from:to:when] or alternation [a|b]")
-    changes = sorted(_resolve_steps(nodes, steps, old) | {steps})
-    return [[step, _text_at(nodes, step)] for step in changes]
+    for index in parsed.literal_squares:
+        problem = _literal_square_problem(prompt, index)
+        if problem is not None:
+            report.problem(problem[0], f"{problem[1]}, so this '[...]' is read as plain text (with emphasis), not "
+                                       f"as prompt editing [from:to:when] or alternation [a|b]")
+    changes = sorted(_switch_steps(parsed.nodes, steps, old) | {steps})
+    return [[step, _text_at(parsed.nodes, step, steps, old)] for step in changes]
 
 
-def _looks_scheduled(prompt: str, index: int) -> bool:
-    """Whether a bracket read as literal text holds a ':' or '|' of its own (else only emphasis is at stake)."""
-    start = prompt.rfind("[", 0, index + 1)
-    end = prompt.find("]", index)
-    return start != -1 and any(c in prompt[start:end if end != -1 else len(prompt)] for c in ":|")
+def _literal_square_problem(prompt: str, i: int) -> tuple[int, str] | None:
+    """Where and why the ``[`` at ``i``, read as text, is no prompt editing or alternation, judged from its top
+    level (lark keeps only the reading it chose); None when it holds no ':' or '|', as then only its emphasis
+    is at stake and the emphasis pass reports that."""
+    depth, separators, j = 0, [], i + 1
+    while j < len(prompt) and not (depth == 0 and prompt[j] in ")]"):
+        c = prompt[j]
+        if c == "\\":
+            j += 1
+        elif c in "([":
+            depth += 1
+        elif c in ")]":
+            depth -= 1
+        elif depth == 0 and c in ":|":
+            separators.append(j)
+        j += 1
+    if not any(c in ":|" for c in prompt[i:j]):
+        return None
+    if j >= len(prompt):
+        return i, "'[' is never closed"
+    if prompt[j] == ")":
+        return j, f"')' cannot appear inside the '[...]' opened at column {i + 1}"
+    marks = {prompt[k] for k in separators}
+    if marks == {":", "|"}:
+        return i, "'[...]' mixes ':' (prompt editing) and '|' (alternation)"
+    if ":" in marks and len(separators) > 2:
+        return i, "prompt editing takes at most [from:to:when]"
+    if ":" in marks and not _WHEN.fullmatch(prompt[separators[-1] + 1:j]):
+        return i, f"prompt editing needs a number of steps last, got {prompt[separators[-1] + 1:j].strip()!r}"
+    return i, "A1111's grammar reads it as text here: a group inside it is malformed, or a stray bracket or ':' " \
+              "next to it takes precedence"
 
 
 def _check_steps(steps: int) -> None:
@@ -371,7 +403,10 @@ _TERM_WEIGHT = re.compile(r"^(.*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$", r
 
 
 def split_and(prompt: str) -> list[tuple[str, float]]:
-    """A1111 ``get_multicond_prompt_list`` for one prompt: ``[(text, weight), ...]``, weight 1.0 by default."""
+    """A1111 ``get_multicond_prompt_list`` for one prompt: ``[(text, weight), ...]``, weight 1.0 by default.
+
+    Raises ``InvalidArgumentError`` for a weight that is not finite or is beyond ``±MAX_WEIGHT``.
+    """
     return [(text, weight) for text, weight, _ in _split_and(prompt)]
 
 
@@ -379,7 +414,8 @@ def _split_and(prompt: str) -> list[tuple[str, float, int]]:
     terms, start = [], 0
     for end in [m.start() for m in _AND.finditer(prompt)] + [len(prompt)]:
         text, weight = _TERM_WEIGHT.match(prompt[start:end]).groups()
-        terms.append((text, float(weight) if weight is not None else 1.0, start))
+        value = 1.0 if weight is None else _checked_weight(float(weight), weight, prompt[start:end].strip())
+        terms.append((text, value, start))
         start = end + len("AND")
     return terms
 
@@ -410,7 +446,8 @@ def parse_prompt(text: str, steps: int, strict: bool = False, *, and_split: bool
                  use_old_scheduling: bool = False) -> ParsedPrompt:
     """Split on AND, schedule each term and check its emphasis syntax (A1111 ``get_multicond_learned_conditioning``).
 
-    ``and_split=False`` reads the whole text as one term, as A1111 does for negative prompts.
+    ``and_split=False`` reads the whole text as one term, as A1111 does for negative prompts. Raises
+    ``InvalidArgumentError`` for an emphasis or AND weight that is not finite or is beyond ``±MAX_WEIGHT``.
     """
     _check_steps(steps)
     pieces = _split_and(text) if and_split else [(text, 1.0, 0)]

@@ -1,9 +1,13 @@
 """The prompt language against AUTOMATIC1111's doctests (modules/prompt_parser.py), ported verbatim."""
 
+import random
+import re
 import warnings
 
+import lark
 import pytest
 
+from difftech_lab.conditioning import prompt_parser
 from difftech_lab.conditioning.prompt_parser import (
     ParsedPrompt, PromptTerm, parse_prompt, parse_prompt_attention, prompt_schedules, split_and,
 )
@@ -138,6 +142,97 @@ def test_malformed_edit_is_literal_and_warns():
 def test_steps_must_be_positive():
     with pytest.raises(InvalidArgumentError, match="steps=0"):
         prompt_schedules("a", 0)
+
+
+@pytest.mark.parametrize("prompt", ["[a:b:0]", "[a:b:-2]", "[a:b: -2 ]", "[a:b:0.0]", "[a:b:-0.5]", "[a:b:0.05]"])
+@pytest.mark.parametrize("old", [False, True])
+def test_when_below_step_one_shows_the_new_text_from_the_first_step(prompt, old):
+    # A1111 adds a switch only for when >= 1 step, and shows `before` while step <= when
+    assert prompt_schedules(prompt, 10, use_old_scheduling=old) == [[10, "b"]]
+    assert prompt_schedules(prompt.replace("a:", ""), 10, use_old_scheduling=old) == [[10, "b"]]
+    assert prompt_schedules(prompt.replace(":b:", "::"), 10, use_old_scheduling=old) == [[10, ""]]
+
+
+def test_when_too_large_for_an_int_never_switches():
+    assert prompt_schedules("[a:b:1e999]", 10) == [[10, "a"]]  # A1111: OverflowError from int(inf)
+
+
+def test_whitespace_around_when_and_weight():
+    assert prompt_schedules("(word: 1.2) [b:c: 2 ]", 10) == [[2, "(word: 1.2) b"], [10, "(word: 1.2) c"]]
+
+
+@pytest.mark.parametrize("prompt", ["[a:b:2]::", "[a:b:2][[", "([a:b:2]])", "[a:[b:c]:3]"])
+def test_group_lark_reads_as_text_stays_text_and_warns(prompt):
+    # A1111's grammar reads these as text: a group beside stray brackets or colons, or one holding a malformed
+    # group (lark 1.1.2, A1111's pin, and lark 1.3 agree on these)
+    with pytest.warns(PromptSyntaxWarning, match="read as plain text"):
+        assert prompt_schedules(prompt, 10) == [[10, prompt]]
+
+
+def test_failure_names_the_pipe_that_no_alternation_takes():
+    with pytest.warns(PromptSyntaxWarning, match=r"column 9: '\|' is outside"):
+        assert prompt_schedules("[a|b] c | d", 10) == [[10, "[a|b] c | d"]]
+    with pytest.raises(PromptSyntaxError, match="column 11: backslash at the end of a line"):
+        prompt_schedules("a [b:c:3] \\", 10, strict=True)
+
+
+def test_prompts_that_cannot_schedule_get_lark_s_answer_without_parsing():
+    # no ':' or '|' after the first '[' means no [from:to:when] or [a|b]: the shortcut must agree with lark
+    rng = random.Random(3)
+    for _ in range(150):
+        head = "".join(rng.choice(["a", " ", "(", ")", "]", ":", "|", "\\", "\n", "\\(", "\\|"]) for _ in range(4))
+        tail = "".join(rng.choice(["b", " ", "(", ")", "[", "]", "\\", "\\("]) for _ in range(4))
+        prompt = head + rng.choice(["", "["]) + tail
+        shortcut = prompt_parser._parse(prompt)
+        try:
+            tree = prompt_parser._grammar().parse(prompt)
+        except lark.exceptions.UnexpectedInput as error:
+            assert shortcut.failed_at == error.pos_in_stream, prompt
+        else:
+            assert shortcut.failed_at is None and "".join(prompt_parser._nodes(tree)) == prompt, prompt
+
+
+def test_repeated_prompt_gives_fresh_lists():
+    first = prompt_schedules("a [b:c:3]", 10)
+    first[0][1] = "changed"
+    assert prompt_schedules("a [b:c:3]", 10) == [[3, "a b"], [10, "a c"]]
+
+
+# --- weights that are not finite or absurdly large --------------------------------------------------------
+
+@pytest.mark.parametrize("text, message", [
+    ("(red:nan)", "weight nan in '(red:nan)' is not a finite number; use a weight such as 1.2"),
+    ("(red:inf)", "weight inf in '(red:inf)' is not a finite number"),
+    ("a (red: -Infinity )", "weight -Infinity in '(red: -Infinity )' is not a finite number"),
+    (f"(red:{'9' * 400})", f"weight {'9' * 400} in '(red:{'9' * 400})' is not a finite number"),  # float: inf
+    ("(red:1e30)", "weight 1e30 in '(red:1e30)' is beyond ±100; use a weight such as 1.2"),
+    ("[(red:-101)]", "weight -101 in '(red:-101)' is beyond ±100"),
+    ("((red:20):20)", "nested emphasis gives 'red' weight 400, beyond ±100"),
+])
+def test_absurd_weight_raises(text, message):
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        parse_prompt_attention(text, strict=True)
+    with pytest.raises(InvalidArgumentError):
+        parse_prompt(f"x AND {text}", 10)
+
+
+def test_weights_up_to_the_bound_are_kept():
+    assert parse_prompt_attention("(red:100) (blue:-100)") == [["red", 100.0], [" ", 1.0], ["blue", -100.0]]
+
+
+def test_exponent_weight_within_bound_is_text_as_in_a1111_and_warns():
+    with pytest.warns(PromptSyntaxWarning, match="column 6: A1111 reads only plain decimals as weights"):
+        assert parse_prompt_attention("(red:1e-1)") == [["red:1e-1", 1.1]]
+
+
+def test_number_without_opening_bracket_is_text():
+    with pytest.warns(PromptSyntaxWarning, match="has no matching"):
+        assert parse_prompt_attention("red:nan)") == [["red:nan)", 1.0]]
+
+
+def test_absurd_and_weight_raises():
+    with pytest.raises(InvalidArgumentError, match="weight 1000 in 'b:1000' is beyond ±100"):
+        split_and("a AND b:1000")
 
 
 # --- AND and the structured result -------------------------------------------------------------------------
