@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 TORCH_CPU_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# Every test run ends with its slowest tests (notebooks: cells), so the CI time budget stays visible.
+DURATIONS ?= --durations=15
 STAMP := $(VENV)/.difftech-setup
 
 .PHONY: setup browser lab test test-unit test-notebooks test-browser notebooks clean
@@ -40,19 +42,19 @@ lab: setup
 
 test: setup
 	status=0; \
-	$(PY) -m pytest tests $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m pytest tests $(DURATIONS) $(PYTEST_ARGS) || status=$$?; \
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/notebooks/sanitize.cfg \
-	  -p no:cacheprovider notebooks $(PYTEST_ARGS) || status=$$?; \
+	  -p no:cacheprovider notebooks $(DURATIONS) $(PYTEST_ARGS) || status=$$?; \
 	exit $$status
 
 test-unit: setup
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit $(DURATIONS) $(PYTEST_ARGS)
 
 test-notebooks: setup
-	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/notebooks/sanitize.cfg notebooks $(PYTEST_ARGS)
+	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/notebooks/sanitize.cfg notebooks $(DURATIONS) $(PYTEST_ARGS)
 
 test-browser: setup
-	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
+	$(PY) -m pytest tests/browser $(DURATIONS) $(PYTEST_ARGS)
 
 # Re-execute the notebooks from their .py pairs and record their outputs (what nbval compares against).
 notebooks: setup

@@ -2,22 +2,26 @@
 
 A Result shows as its image grid with the recipe's A1111-style summary; a 1-D non-increasing, non-negative
 tensor (a σ schedule) as a plot; a 4-D latent as its decoded preview, once a session is known — set with
-``%difftech session NAME`` or found as the only Session in the notebook's namespace.
+``%difftech session NAME`` or found as the only Session in the notebook's namespace. Small pictures are
+enlarged by a whole factor with nearest-neighbour sampling, so a 64 px image is legible and stays sharp.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import io
+import math
 
 import torch
 
 from .errors import InvalidArgumentError
+from .images import enlarge, grid, png_bytes, png_text
 
-RESULT = ("difftech_lab.session", "Result")
+RESULT = ("difftech_lab.result", "Result")
 SESSION = ("difftech_lab.session", "Session")
 MAX_PREVIEW_ITEMS = 8  # a latent batch beyond this shows its first items only
+MIN_DISPLAY_HEIGHT = 256  # small images are enlarged to at least this many pixels so their detail shows
+MAX_DISPLAY_WIDTH = 1024  # ... unless the row would outgrow a notebook cell, which would shrink it unevenly
 
 
 class _Display:
@@ -45,7 +49,7 @@ class _Display:
             return sigma_plot_png(tensor)
         session = self.current_session()
         if session is not None and is_latent(tensor, session):
-            return _png(_grid(session.preview(tensor[:MAX_PREVIEW_ITEMS].detach())))
+            return png_bytes(for_display(grid(session.preview(tensor[:MAX_PREVIEW_ITEMS].detach()))))
         return None  # IPython then shows the plain text repr
 
     def current_session(self):
@@ -105,27 +109,18 @@ def sigma_plot_png(sigmas: torch.Tensor) -> bytes:
 
 def result_html(result) -> str:
     """The image grid, then the recipe summary and NFE (no timings: outputs must not change run to run)."""
-    image = base64.b64encode(_png(result.grid())).decode("ascii")
+    image = png_text(for_display(result.grid()))
     summary = html.escape(result.recipe.parameters_text())
     return (f'<div class="difftech-result"><img src="data:image/png;base64,{image}" '
             f'style="image-rendering:pixelated;max-width:100%"/>'
             f'<pre style="white-space:pre-wrap;font-size:11px">{summary}\nNFE: {result.nfe}</pre></div>')
 
 
-def _grid(images):
-    from PIL import Image
-
-    w, h = images[0].size
-    canvas = Image.new("RGB", (w * len(images), h), "white")
-    for k, image in enumerate(images):
-        canvas.paste(image, (k * w, 0))
-    return canvas
-
-
-def _png(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+def for_display(image):
+    """``image`` enlarged a whole number of times without smoothing, so a 64 px picture shows its pixels as
+    sharp squares rather than as a blurred thumbnail."""
+    scale = min(math.ceil(MIN_DISPLAY_HEIGHT / image.height), MAX_DISPLAY_WIDTH // image.width)
+    return enlarge(image, scale)
 
 
 def _magic(display: _Display):

@@ -168,7 +168,9 @@ def bundle_from_parts(parts: dict, scheduler_config: dict, *, name: str, source:
     """A ModelBundle from pipeline components (``unet``, ``vae``, ``text_encoder``, ``tokenizer`` [, ``_2``])."""
     for part, module in parts.items():
         if isinstance(module, torch.nn.Module):
-            module.to(device, dtype).eval()
+            # a module loaded with torch_dtype only moves: diffusers warns on every .to(dtype), even a no-op one
+            same = all(p.dtype == dtype for p in module.parameters())
+            (module.to(device) if same else module.to(device, dtype)).eval()
     if dtype == torch.float16 and getattr(parts["vae"].config, "force_upcast", True):
         parts["vae"].to(torch.float32)  # the SD VAE overflows in fp16 (diffusers' force_upcast)
     encoders = [parts["text_encoder"]] + ([parts["text_encoder_2"]] if parts.get("text_encoder_2") else [])

@@ -1,10 +1,11 @@
-"""Profile one generation with ``torch.profiler``: op table, per-step stage timeline, memory over time.
+"""Profile one generation (or any technique call) with ``torch.profiler``: op table, per-step stage timeline,
+memory over time.
 
 The Session marks its stages with ``record_function`` ranges (``difftech/encode_prompt``, ``difftech/step``,
-``difftech/model``, ``difftech/guidance``, ``difftech/decode``); :func:`profile_generation` calls ``prof.step()``
-once per denoising step, and :class:`ProfileReport` reads the ranges and the allocator's ``[memory]`` events back
-out of the Chrome trace, so the timeline, the memory curve and the file a user opens in Perfetto
-(https://ui.perfetto.dev) share one clock.
+``difftech/model``, ``difftech/guidance``, ``difftech/decode``); :func:`profile_generation` subscribes to the
+step events to call ``prof.step()`` once per denoising step, and :class:`ProfileReport` reads the ranges and
+the allocator's ``[memory]`` events back out of the Chrome trace, so the timeline, the memory curve and the
+file a user opens in Perfetto (https://ui.perfetto.dev) share one clock.
 """
 
 from __future__ import annotations
@@ -109,25 +110,29 @@ class ProfileReport:
                 f"memory_samples={len(self.memory)})")
 
 
-def profile_generation(session, *, profile_memory: bool = True, record_shapes: bool = False,
-                       with_stack: bool = False, **generate_kwargs) -> ProfileReport:
-    """Run ``session.generate(**generate_kwargs)`` under ``torch.profiler`` and read it back as a report."""
+def profile_generation(session, *, call=None, profile_memory: bool = True, record_shapes: bool = False,
+                       with_stack: bool = False, **options) -> ProfileReport:
+    """Run ``call(**options)`` under ``torch.profiler`` and read it back as a report.
+
+    ``call`` is any technique call that takes step-event ``subscribers`` (``session.img2img``,
+    ``session.inpaint``, ``session.run`` …); it defaults to ``session.generate``. The profiler's per-step marker
+    is added to ``subscribers``, so a ``callback`` in ``options`` reaches the call unchanged.
+    """
+    call = session.generate if call is None else call
     activities = [ProfilerActivity.CPU]
     if torch.cuda.is_available():
         activities.append(ProfilerActivity.CUDA)
-    user_callback = generate_kwargs.pop("callback", None)
     prof = profile(activities=activities, profile_memory=profile_memory, record_shapes=record_shapes,
                    with_stack=with_stack)
 
-    def callback(event):
-        if user_callback is not None:
-            user_callback(event)
+    def mark_step(event):
         prof.step()
 
+    subscribers = [*options.pop("subscribers", ()), mark_step]
     with _quiet_native_stderr():
         prof.start()
     try:
-        result = session.generate(callback=callback, **generate_kwargs)
+        result = call(subscribers=subscribers, **options)
     finally:
         with _quiet_native_stderr():
             prof.stop()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from difftech_lab import scenes
+from difftech_lab.images import grid
 from difftech_lab.metrics import score, score_batch
 from difftech_lab.models.loading import BUNDLED_MODEL
 from difftech_lab.training import dataset
@@ -41,12 +41,6 @@ def generate(pipe, prompts: list[str], seeds: list[int], steps: int, guidance: f
                       num_inference_steps=steps, guidance_scale=guidance, generator=gens, output_type="np").images
         out.append((images * 255).round().clip(0, 255).astype(np.uint8))
     return np.concatenate(out)
-
-
-def _grid(rows: list[np.ndarray], scale: int = 2) -> Image.Image:
-    strip = [np.concatenate(list(r), axis=1) for r in rows]
-    image = Image.fromarray(np.concatenate(strip, axis=0))
-    return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
 
 
 def _timing(pipe, prompt: str, guidance: float, runs: int = 5) -> dict:
@@ -115,8 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"timing: {result.get('timing')}; evaluation took {time.time() - started:.0f} s")
     if args.save:
         folder = Path(args.folder)
-        grid = result.pop("grid")
-        _grid([row for pair in grid.values() for row in pair]).save(folder / "evaluation_grid.png")
+        pairs = result.pop("grid").values()  # (generated, reference) rows per prompt kind
+        grid([list(row) for pair in pairs for row in pair], scale=2).save(folder / "evaluation_grid.png")
         (folder / "evaluation.json").write_text(json.dumps(result, indent=1))
         write_model_card(folder)
     return result

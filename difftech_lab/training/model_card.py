@@ -117,7 +117,8 @@ def _card_text(folder: Path, meta: dict, evaluation: dict | None) -> str:
         " attributes from its phrase-end token and the whole scene from the end token), then frozen.",
         f"- `AutoencoderKL`: {_params(folder, 'vae')} parameters, blocks {cfg['vae']['block_out_channels']},"
         f" 4 latent channels, factor 4 (64×64×3 → 16×16×4), scaling factor {cfg['vae']['scaling_factor']}"
-        " (unit-std latents); trained with edge-weighted L1 + image-gradient L1 + 1e-6 KL, then decoder-only.",
+        " (unit-std latents); trained with edge-weighted squared error (×5 next to edges) + image-gradient L1"
+        " + 1e-6 KL, then decoder-only.",
         f"- `UNet2DConditionModel`: {_params(folder, 'unet')} parameters, blocks {cfg['unet']['block_out_channels']},"
         f" down {cfg['unet']['down_block_types']}, self- and cross-attention at 8×8, 4×4 and 2×2 (plus mid-block);"
         " v-prediction, min-SNR-5 weighting, 10% caption dropout, EMA 0.999 (exported).",

@@ -1,5 +1,5 @@
-"""What every difftech_lab widget shares: binary array traits, image/array conversion, the error banner,
-a stable ``__repr__`` and a latest-request-wins runner for slow kernel-side renders.
+"""What every difftech_lab widget shares: binary array traits, the background-picture traits, the error
+banner, a stable ``__repr__`` and a latest-request-wins runner for slow kernel-side renders.
 
 Widgets follow the anywidget convention (one Python class + one ES module, no build step); state lives in
 synced traits, never in custom messages, so the front end can be rebuilt from the model at any time.
@@ -7,7 +7,6 @@ synced traits, never in custom messages, so the front end can be rebuilt from th
 
 from __future__ import annotations
 
-import io
 import threading
 import traceback
 from collections.abc import Callable
@@ -18,9 +17,9 @@ import anywidget
 import numpy as np
 import traitlets
 from ipywidgets.widgets.trait_types import bytes_serialization
-from PIL import Image
 
-from ..errors import InvalidArgumentError, ShapeError
+from ..errors import InvalidArgumentError
+from ..images import png_bytes, to_pil
 
 STATIC = Path(__file__).parent / "static"
 
@@ -80,38 +79,10 @@ class NDArray(traitlets.TraitType):
         return a
 
 
-def to_pil(image: Any) -> Image.Image:
-    """A PIL image from PIL, an ``(H, W[, C])`` uint8 array or a float array in [0, 1]."""
-    if isinstance(image, Image.Image):
-        return image
-    a = np.asarray(image)
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
-        raise ShapeError(f"image of shape {a.shape} is not (H, W) or (H, W, 1|3|4); pass a PIL image or HWC array")
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[..., 0]
-    if a.dtype != np.uint8:
-        a = (np.clip(a.astype(np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return Image.fromarray(a)
-
-
-def image_to_png(image: Any) -> bytes:
-    """PNG bytes for an image trait (the browser shows them as a blob URL)."""
-    buf = io.BytesIO()
-    to_pil(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def background_traits(image: Any) -> dict:
     """``image``, ``width`` and ``height`` trait values for a picture to draw over (a Result: its first image)."""
-    if hasattr(image, "images"):
-        image = image.images[0]
     pil = to_pil(image)
-    return {"image": image_to_png(pil), "width": pil.width, "height": pil.height}
-
-
-def png_to_image(data: bytes) -> Image.Image:
-    """Inverse of :func:`image_to_png`."""
-    return Image.open(io.BytesIO(bytes(data))).copy()
+    return {"image": png_bytes(pil), "width": pil.width, "height": pil.height}
 
 
 class Widget(anywidget.AnyWidget):
@@ -215,10 +186,9 @@ class LatestRunner:
             finally:
                 with self._cond:
                     self._running = False
-                    idle = self._pending is None
+                    if self._pending is None:  # before waking waiters, so wait() returns with busy already False
+                        self.widget.busy = False
                     self._cond.notify_all()
-                if idle:
-                    self.widget.busy = False
 
     def _run(self, generation: int, compute: Callable, apply: Callable) -> None:
         try:

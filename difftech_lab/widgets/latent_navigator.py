@@ -14,9 +14,10 @@ import traitlets
 
 from ..conditioning.types import Embedding
 from ..errors import InvalidArgumentError, ShapeError
+from ..images import png_bytes
 from ..techniques.latents import (default_anchor_positions, linear_blend, navigator_weights, spherical_blend,
                                   typical_norm)
-from ._base import LatestRunner, Superseded, Widget, binary_trait, image_to_png, load_esm
+from ._base import LatestRunner, Superseded, Widget, binary_trait, load_esm
 from ._frames import png_list_trait
 
 BLENDS = ("slerp", "linear")
@@ -153,13 +154,13 @@ class LatentNavigator(Widget):
     def _apply_render(self, rendered) -> None:
         point, weights, latent, result = rendered
         self.last_result = result
-        self.preview = image_to_png(result.images[0])
+        self.preview = png_bytes(result.images[0])
         self.preview_point = point
         self.weights = weights.tolist()
         self.norm = float(latent[0].norm())
 
     def _render_thumbnails(self, is_stale):
-        return [image_to_png(self._preview(a.embedding, a.noise, is_stale).images[0]) for a in self.anchors]
+        return [png_bytes(self._preview(a.embedding, a.noise, is_stale).images[0]) for a in self.anchors]
 
     def _apply_thumbnails(self, thumbnails) -> None:
         self.thumbnails = thumbnails

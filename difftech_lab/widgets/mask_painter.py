@@ -7,11 +7,10 @@ Strokes, undo/redo, clear, invert and feather all run in the browser; the mask s
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 import traitlets
 
 from ..errors import InvalidArgumentError, ShapeError
+from ..images import resize_mask
 from ._base import NDArray, OverImage, background_traits, load_esm
 
 
@@ -65,8 +64,7 @@ class MaskPainter(OverImage):
             if self.session is None:
                 raise InvalidArgumentError("mask_at() needs height and width, or a session to take the latent size from")
             _, height, width = self.session.latent_shape(self.width, self.height)
-        m = torch.from_numpy(self.mask)[None, None]
-        return F.interpolate(m, size=(height, width), mode="area")[0, 0].numpy()
+        return resize_mask(self.mask, height, width)[0, 0].numpy()
 
     def __repr__(self) -> str:
         return f"MaskPainter({self.width}x{self.height})"

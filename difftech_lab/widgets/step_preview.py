@@ -11,7 +11,8 @@ import torch
 import traitlets
 
 from ..errors import InvalidArgumentError
-from ._base import LatestRunner, Superseded, Widget, binary_trait, image_to_png, load_esm
+from ..images import png_bytes
+from ._base import LatestRunner, Superseded, Widget, binary_trait, load_esm
 from ._frames import latent_png, png_list_trait
 
 
@@ -80,7 +81,7 @@ class StepPreview(Widget):
         # the network's own input scaling makes x_t a latent the VAE can show (VP for ε/v models, as-is for flow)
         xt = self.session.model_sampling.scale_input(event.x[:1], float(event.sigma))
         images = self.session.preview(torch.cat([event.denoised[:1].to(xt), xt]))
-        return image_to_png(images[0]), image_to_png(images[1])
+        return png_bytes(images[0]), png_bytes(images[1])
 
     def _publish(self) -> None:
         with self._lock:

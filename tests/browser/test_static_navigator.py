@@ -2,7 +2,7 @@
 
 import pytest
 
-from difftech_lab.widgets._base import image_to_png
+from difftech_lab.images import png_bytes
 from difftech_lab.widgets.latent_navigator import LatentNavigator
 
 pytestmark = pytest.mark.browser
@@ -67,7 +67,7 @@ def test_kernel_updates_rerender(static_widget, navigator_state):
     h = static_widget(navigator_state)
     preview = h.page.get_by_test_id("preview")
     version = int(preview.get_attribute("data-version"))
-    h.push(preview=image_to_png(navigator_state.session.preview(navigator_state.latent)[0]),
+    h.push(preview=png_bytes(navigator_state.session.preview(navigator_state.latent)[0]),
            norm=1.0, typical_norm=2.0, weights=[0.1, 0.2, 0.3, 0.4])
     assert int(preview.get_attribute("data-version")) == version + 1
     assert "ratio 0.500" in h.page.get_by_test_id("norm").inner_text()

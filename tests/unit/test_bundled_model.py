@@ -14,6 +14,15 @@ from difftech_lab.models.loading import BUNDLED_MODEL
 from difftech_lab.training import components, dataset
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's ops are too small to gain from threads; on a shared 2-core machine threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def pipe():
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -40,7 +49,10 @@ def test_loading_offline_raises_no_warning(caplog):
         warnings.simplefilter("always")
         StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL)
     assert not [w for w in caught if not issubclass(w.category, DeprecationWarning)], [str(w.message) for w in caught]
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    # transformers says once per process that its image processors would prefer torchvision: the environment's
+    # business, not the model folder's
+    model_warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "torchvision" not in r.getMessage()]
+    assert not model_warnings, caplog.text
 
 
 def test_components_are_the_documented_ones(pipe):
@@ -80,3 +92,27 @@ def test_other_sizes_generate(pipe):
     image = pipe("a big red circle on the left on a white background", height=64, width=128, num_inference_steps=2,
                  generator=torch.Generator().manual_seed(0), output_type="np").images[0]
     assert image.shape == (64, 128, 3)
+
+
+# Golden numbers of Session's own path (prompt encoder, plan, sampler loop, decode) on the bundled model, on the
+# CPU in float32 (CUDA would default to fp16, whose numbers differ). The tolerances absorb float differences
+# between CPUs and thread counts, not a change of sampler, schedule, guidance or decoder.
+GOLDEN = dict(prompt="a big red circle on the left on a white background", seed=4, steps=12,
+              latents_mean=0.347508, latents_std=0.867769, channel_means=(246.670, 226.178, 227.092))
+
+
+def test_session_on_the_bundled_model_matches_its_golden_run():
+    from difftech_lab import Session
+
+    session = Session(device="cpu", progress=False)
+    result = session.generate(GOLDEN["prompt"], seed=GOLDEN["seed"], steps=GOLDEN["steps"])
+    s = metrics.score(result.images[0], GOLDEN["prompt"])
+    assert s.correct and s.background, s
+    assert result.recipe.settings.cfg == 3.0  # the model's recommended scale (difftech.json) when cfg is not given
+    z = result.latents.double()
+    assert tuple(z.shape) == (1, 4, 16, 16)
+    assert z.mean().item() == pytest.approx(GOLDEN["latents_mean"], abs=1e-3)
+    assert z.std().item() == pytest.approx(GOLDEN["latents_std"], abs=1e-3)
+    image = np.asarray(result.images[0].convert("RGB"), dtype=np.float64)
+    assert image.shape == (64, 64, 3)
+    assert image.mean(axis=(0, 1)) == pytest.approx(GOLDEN["channel_means"], abs=1.0)  # ±1 level of 255

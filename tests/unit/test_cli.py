@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -40,8 +41,24 @@ def test_info_reports_versions_and_model(tiny_folders):
     proc = subprocess.run([sys.executable, "-m", "difftech_lab", "info", "--model", str(tiny_folders["sdxl"])],
                           capture_output=True, text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     info = json.loads(proc.stdout)
-    assert info["torch"] and info["diffusers"] and info["device"] in ("cpu",) or info["cuda"]
+    # the child runs in this interpreter's environment, so this process is the oracle for what it reports
+    import diffusers
+    import torch
+    import transformers
+
+    import difftech_lab
+
+    versions = {k: info[k] for k in ("difftech_lab", "python", "torch", "diffusers", "transformers")}
+    assert versions == {"difftech_lab": difftech_lab.__version__, "python": platform.python_version(),
+                        "torch": torch.__version__, "diffusers": diffusers.__version__,
+                        "transformers": transformers.__version__}
+    assert info["DIFFTECH_MODEL"] == os.environ.get("DIFFTECH_MODEL", "")
     assert info["model"]["parameterisation"] == "EpsDiscrete"
+    assert info["model"]["source"] == str(tiny_folders["sdxl"]) and info["model"]["name"] == "sdxl"
+    # the device is checked on its own: CUDA's presence must not stand in for the fields above
+    cuda = torch.cuda.is_available()
+    assert info["cuda"] is cuda
+    assert info["device"] == (torch.cuda.get_device_name(0) if cuda else "cpu")
 
 
 def test_eval_passes_its_options_through(monkeypatch):

@@ -8,16 +8,21 @@ import torch
 from torch.profiler import record_function
 
 from difftech_lab.profiling import ProfileReport, profile_generation
+from difftech_lab.profiling import profile as profile_module
 
 
 class StagedSession:
-    """Stands in for Session.generate: the same difftech/<stage> ranges, one callback per step."""
+    """Stands in for Session.generate: the same difftech/<stage> ranges, each step event to the subscribers,
+    then to the callback."""
 
     def __init__(self):
         self.net = torch.nn.Linear(32, 32)
+        self.callbacks = []
 
     @torch.no_grad()
-    def generate(self, prompt="", *, steps=4, cfg=7.0, callback=None, **_):
+    def generate(self, prompt="", *, steps=4, cfg=7.0, callback=None, subscribers=(), **_):
+        self.callbacks.append(callback)
+        listeners = [*subscribers, *([callback] if callback is not None else [])]
         with record_function("difftech/encode_prompt"):
             cond = self.net(torch.randn(2, 32))
         x = torch.randn(2, 32)
@@ -28,8 +33,8 @@ class StagedSession:
                         out = self.net(torch.cat([x, x]) + cond.repeat(2, 1))
                     denoised = out[:2] + cfg * (out[2:] - out[:2])
                 x = x + 0.1 * (denoised - x)
-            if callback is not None:
-                callback(SimpleNamespace(i=i, steps=steps, x=x, denoised=denoised))
+            for listener in listeners:
+                listener(SimpleNamespace(i=i, steps=steps, x=x, denoised=denoised))
         with record_function("difftech/decode"):
             image = self.net(x).sum()
         return SimpleNamespace(images=[image], nfe=2 * steps)
@@ -97,9 +102,40 @@ def test_to_dict_is_json_and_repr_is_stable(report):
 
 def test_user_callback_still_runs_and_result_is_kept():
     seen = []
-    report = profile_generation(StagedSession(), steps=2, callback=lambda e: seen.append(e.i))
+    session = StagedSession()
+    callback = lambda e: seen.append(e.i)  # noqa: E731
+    report = profile_generation(session, steps=2, callback=callback)
     assert seen == [0, 1]
+    assert session.callbacks == [callback], "the profiler subscribes beside the callback, never wraps it"
     assert isinstance(report, ProfileReport) and report.result.nfe == 4
+
+
+@pytest.fixture
+def profilers(monkeypatch):
+    """The torch profilers profile_generation makes, kept so their step count can be read."""
+    made = []
+
+    class Kept(profile_module.profile):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(profile_module, "profile", Kept)
+    return made
+
+
+def test_the_profiler_steps_once_per_step_beside_the_users_subscribers(profilers):
+    seen = []
+    profile_generation(StagedSession(), steps=3, subscribers=[lambda e: seen.append(e.i)])
+    assert seen == [0, 1, 2]
+    assert profilers[0].step_num == 3
+
+
+def test_any_technique_call_can_be_profiled(profilers):
+    session = StagedSession()
+    report = profile_generation(session, call=lambda **options: session.generate("an edit", **options), steps=2)
+    assert report.steps == 2 and profilers[0].step_num == 2
+    assert report.result.nfe == 4
 
 
 def test_tensorboard_export_uses_the_plugin_file_name(report, tmp_path):
@@ -124,3 +160,11 @@ def test_the_profiler_start_and_stop_lines_do_not_reach_stderr(capfd):
     err = capfd.readouterr().err
     assert "profiler_start" not in err and "profiler_stop" not in err
     assert "still here" in err
+
+
+def test_a_real_img2img_is_profiled_step_by_step(tiny_session, profilers):
+    image = tiny_session.generate("a red circle", steps=1, width=32, height=32, cfg=3.0).images[0]
+    report = profile_generation(tiny_session, call=tiny_session.img2img, image=image, prompt="a blue circle",
+                                steps=4, strength=0.5, cfg=3.0)
+    assert report.steps == 2 and profilers[0].step_num == 2
+    assert report.result.recipe.technique == "img2img"

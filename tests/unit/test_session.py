@@ -97,11 +97,19 @@ def test_img2img_runs_the_last_steps_and_inpaint_keeps_the_unmasked_region(tiny_
     assert _same(tiny_session.run(keep_right.recipe), keep_right)
 
 
-def test_prompt_embeddings_are_cached_bit_identically(tiny_session):
-    tiny_session.encoder.cache_clear() if hasattr(tiny_session.encoder, "cache_clear") else None
+def test_prompt_embeddings_are_cached_bit_identically(tiny_session, monkeypatch):
+    tiny_session.encoder.cache_clear()
+    before = tiny_session.encoder.cache_info()
     a = tiny_session.encode_prompt("a (red:1.3) circle")
+    calls = []
+    encoder = tiny_session.model.text_encoders[0]
+    monkeypatch.setattr(encoder, "forward", lambda *args, **kwargs: calls.append(1))  # a second encode would fail
     b = tiny_session.encode_prompt("a (red:1.3) circle")
-    assert torch.equal(a.hidden, b.hidden)
+    after = tiny_session.encoder.cache_info()
+    assert calls == [] and torch.equal(a.hidden, b.hidden)
+    assert (after.hits - before.hits, after.misses - before.misses) == (1, 1)
+    b.hidden.add_(1)  # callers get their own copy: editing it leaves the cache intact
+    assert torch.equal(tiny_session.encode_prompt("a (red:1.3) circle").hidden, a.hidden)
 
 
 # ------------------------------------------------------------------------------------- bad input, one each

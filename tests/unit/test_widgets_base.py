@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from difftech_lab.errors import InvalidArgumentError, ShapeError
+from difftech_lab.images import from_png_bytes
 from difftech_lab.widgets._base import (
     LatestRunner,
     NDArray,
@@ -14,10 +15,8 @@ from difftech_lab.widgets._base import (
     Widget,
     array_from_json,
     array_to_json,
+    background_traits,
     binary_trait,
-    image_to_png,
-    png_to_image,
-    to_pil,
 )
 
 
@@ -55,13 +54,15 @@ def test_ndarray_trait_rejects_unsupported_dtype():
         Holder(values=np.zeros(2, dtype=np.float16))
 
 
-def test_png_round_trip_and_float_images():
+def test_background_traits_carry_the_picture_losslessly_with_its_size():
     rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(np.asarray(png_to_image(image_to_png(rgb))), rgb)
-    assert np.asarray(to_pil(np.ones((2, 2)))).tolist() == [[255, 255], [255, 255]]
-    assert to_pil(Image.new("L", (3, 2))).size == (3, 2)
+    traits = background_traits(rgb)
+    assert (traits["width"], traits["height"]) == (7, 5)
+    np.testing.assert_array_equal(np.asarray(from_png_bytes(traits["image"])), rgb)
+    assert np.asarray(from_png_bytes(background_traits(np.ones((2, 2)))["image"])).tolist() == [[255, 255]] * 2
+    assert background_traits(Image.new("L", (3, 2)))["width"] == 3
     with pytest.raises(ShapeError, match=r"\(2, 2, 5\)"):
-        to_pil(np.zeros((2, 2, 5)))
+        background_traits(np.zeros((2, 2, 5)))
 
 
 def test_repr_is_fixed():
@@ -85,23 +86,26 @@ def test_runner_applies_only_the_latest_request():
     runner = LatestRunner(w)
     release = threading.Event()
     started = threading.Event()
+    idle = threading.Event()
+    w.observe(lambda change: idle.set() if not change["new"] else None, names="busy")
     applied = []
 
     def slow(is_stale):
         started.set()
-        release.wait(5)
+        assert release.wait(30)  # held until both newer requests are queued: the order does not hang on timing
         if is_stale():
             raise Superseded
         return "first"
 
     runner.submit(slow, applied.append)
-    started.wait(5)
+    assert started.wait(30), "the first request is running before the newer ones arrive"
     runner.submit(lambda is_stale: "second", applied.append)
     runner.submit(lambda is_stale: "third", applied.append)
     release.set()
-    assert runner.wait(5)
+    assert runner.wait(30)
     assert applied == ["third"]
-    assert not w.busy
+    # the worker clears busy just after wait() returns (outside the runner's lock), so wait for the change itself
+    assert idle.wait(30) and not w.busy
 
 
 def test_runner_reports_exceptions_in_the_widget():

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from difftech_lab.errors import InvalidArgumentError, ShapeError
-from difftech_lab.widgets._base import png_to_image
+from difftech_lab.images import from_png_bytes
 from difftech_lab.widgets.mask_painter import MaskPainter
 
 
@@ -18,7 +18,7 @@ def test_image_sets_canvas_size_and_background():
     painter = MaskPainter(Image.new("RGB", (40, 24), (10, 20, 30)))
     assert (painter.width, painter.height) == (40, 24)
     assert painter.mask.shape == (24, 40) and painter.mask.dtype == np.float32 and painter.mask.max() == 0
-    assert png_to_image(painter.image).getpixel((3, 3)) == (10, 20, 30)
+    assert from_png_bytes(painter.image).getpixel((3, 3)) == (10, 20, 30)
 
 
 def test_result_like_object_uses_its_first_image():
@@ -68,6 +68,6 @@ def test_set_image_of_another_size_starts_a_blank_mask_and_same_size_keeps_it():
     painter = MaskPainter(width=8, height=4)
     painter.mask = np.ones((4, 8))
     painter.set_image(Image.new("RGB", (8, 4), (255, 0, 0)))
-    assert painter.mask.max() == 1.0 and png_to_image(painter.image).getpixel((0, 0)) == (255, 0, 0)
+    assert painter.mask.max() == 1.0 and from_png_bytes(painter.image).getpixel((0, 0)) == (255, 0, 0)
     painter.set_image(Image.new("RGB", (6, 3)))
     assert painter.mask.shape == (3, 6) and painter.mask.max() == 0.0

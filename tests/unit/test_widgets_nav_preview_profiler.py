@@ -170,10 +170,16 @@ def test_navigator_generate_uses_the_point():
 
     session = FakeSession()
     nav = LatentNavigator(session, [{"seed": 1, "prompt": "x"}, {"latent": session.noise(9, 64, 64)[0]}], steps=1)
-    nav.point = [0.0, 0.5]
+    nav.point = [0.0, 0.5]  # anchor 0: seed 1, prompt "x"
+    # a preview of the new point is rendering on the widget's worker while generate runs in this thread, so the
+    # session's last call may be either: check the generation's own result, and pick its call out by its steps
     result = nav.generate(steps=3)
-    assert session.calls[-1]["steps"] == 3 and torch.allclose(session.calls[-1]["noise"], session.noise(1, 64, 64))
+    assert result.recipe.steps == 3 and torch.allclose(result.x_init, session.noise(1, 64, 64))
     assert result.images[0].size == (8, 8)
+    assert nav.wait(10)
+    generated = [call for call in session.calls if call["steps"] == 3]  # the previews run with steps=1
+    assert len(generated) == 1 and torch.allclose(generated[0]["noise"], session.noise(1, 64, 64))
+    assert torch.allclose(generated[0]["prompt"].hidden, session.encode_prompt("x").hidden)
     assert nav.anchor_labels == ["seed 1 · x", "latent 1"]
 
 
