@@ -57,3 +57,7 @@ class PromptSyntaxWarning(UserWarning):
 
 class CancelledError(DifftechError):
     """A run was stopped by ``Session.cancel()``. (KeyboardInterrupt is not turned into this: it passes through.)"""
+
+
+class ModelMismatchWarning(UserWarning):
+    """A recipe is run on other weights than it was made with: it runs, but will not reproduce its result."""

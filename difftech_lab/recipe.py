@@ -27,18 +27,21 @@ RECIPE_VERSION = 2
 @dataclass
 class Recipe:
     """Everything a run depends on. ``params`` holds the technique's parameters, encoded (see ``encode_value``);
-    ``patches`` the network patches that were active around the call (``session.patched``)."""
+    ``patches`` the network patches that were active around the call (``session.patched``); ``model_hash`` the
+    content hash of the model's weights ("" when unknown, as in version-1 recipes)."""
 
     technique: str = "txt2img"
     settings: Settings = field(default_factory=Settings)
     params: dict = field(default_factory=dict)
     model: str = ""
+    model_hash: str = ""
     patches: list = field(default_factory=list)
     version: int = RECIPE_VERSION
 
     def to_dict(self) -> dict:
         return {"version": self.version, "technique": self.technique, "model": self.model,
-                "settings": self.settings.to_dict(), "params": self.params, "patches": self.patches}
+                "model_hash": self.model_hash, "settings": self.settings.to_dict(), "params": self.params,
+                "patches": self.patches}
 
     def to_json(self, **dumps_options) -> str:
         return json.dumps(self.to_dict(), **dumps_options)
@@ -53,7 +56,7 @@ class Recipe:
         elif version != RECIPE_VERSION:
             raise InvalidArgumentError(f"recipe version {version!r} is not one this difftech_lab reads (1, "
                                        f"{RECIPE_VERSION}); it was written by a newer version")
-        unknown = sorted(set(data) - {"version", "technique", "model", "settings", "params", "patches"})
+        unknown = sorted(set(data) - {*FIELDS, "version"})
         if unknown:
             raise InvalidArgumentError(f"recipe has unknown fields {unknown}; it was written by a newer "
                                        "difftech_lab or edited by hand")
@@ -62,6 +65,7 @@ class Recipe:
         settings.sampler_options = normalize_sampler_options(settings.sampler, settings.sampler_options or {})
         return cls(technique=data["technique"], settings=settings,
                    params=dict(data.get("params", {})), model=data.get("model", ""),
+                   model_hash=data.get("model_hash", ""),
                    patches=list(data.get("patches", [])))
 
     @classmethod
@@ -74,21 +78,28 @@ class Recipe:
     def parameters_text(self) -> str:
         """A1111's ``parameters`` PNG text: prompt, negative prompt, then ``Key: value`` pairs."""
         s, p = self.settings, self.params
-        cfg = s.cfg if isinstance(s.cfg, (int, float)) else f"{s.cfg[0]}..{s.cfg[-1]}"
+        cfg = s.cfg if isinstance(s.cfg, (int, float, type(None))) else f"{s.cfg[0]}..{s.cfg[-1]}"
         pairs = [("Steps", s.steps), ("Sampler", s.sampler), ("Schedule type", s.schedule), ("CFG scale", cfg),
                  ("Seed", s.seed), ("Size", f"{s.width}x{s.height}"), ("Model", self.model)]
+        if self.model_hash:
+            pairs.append(("Model hash", self.model_hash))
         if "strength" in p:
             pairs.append(("Denoising strength", p["strength"]))
         if s.cfg_rescale:
             pairs.append(("CFG rescale", s.cfg_rescale if isinstance(s.cfg_rescale, (int, float)) else "curve"))
         if self.technique not in ("txt2img", "img2img"):
             pairs.append(("Technique", self.technique))
+        if "parent" in p:  # a branch shows its parent's prompts unless it changed them
+            p = {**p["parent"]["params"], **p.get("overrides", {})}
         prompt = p.get("prompt", "")
         lines = [prompt if isinstance(prompt, str) else "<embedding>"]
         if p.get("negative_prompt"):
             lines.append(f"Negative prompt: {p['negative_prompt']}")
         lines.append(", ".join(f"{k}: {v}" for k, v in pairs))
         return "\n".join(lines)
+
+
+FIELDS = ("technique", "model", "model_hash", "settings", "params", "patches")
 
 
 # --------------------------------------------------------------------------------------------- values
@@ -145,6 +156,7 @@ def array_from_dict(data: dict) -> np.ndarray:
 # -------------------------------------------------------------------------------------- earlier versions
 _V1_SETTINGS = ("width", "height", "steps", "sampler", "sampler_options", "schedule", "schedule_options", "cfg",
                 "cfg_rescale", "threshold", "seed", "batch_size", "clip_skip")
+_V1_DEFAULTS = {"width": 64, "height": 64, "cfg": 7.0}  # where version 1's defaults differ from Settings'
 _V1_FIELDS = {*_V1_SETTINGS, "mode", "prompt", "negative_prompt", "strength", "init_image", "mask", "noise",
               "prompt_embedding", "branch", "model", "version"}
 
@@ -158,7 +170,7 @@ def upgrade_v1(data: dict) -> dict:
     unknown = sorted(set(data) - _V1_FIELDS)
     if unknown:
         raise InvalidArgumentError(f"version-1 recipe has unknown fields {unknown}; it was edited by hand")
-    settings = {k: data[k] for k in _V1_SETTINGS if k in data}
+    settings = {**_V1_DEFAULTS, **{k: data[k] for k in _V1_SETTINGS if k in data}}
     prompt = data.get("prompt", "")
     if data.get("prompt_embedding"):
         prompt = {"$embedding": data["prompt_embedding"]}

@@ -22,3 +22,14 @@ def tiny_session(tiny_folders):
     from difftech_lab import Session
 
     return Session.from_pretrained(tiny_folders["sd15"], progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The tiny models' ops are too small to gain from threads; on a shared 2-core machine threads only contend."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,11 +7,13 @@ import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
 
 from ..errors import BundledModelMissingError, InvalidArgumentError, ModelLoadError, UnsafeCheckpointError
+from .identity import weights_hash
 from .parameterization import ModelSampling, model_sampling_from_config
 from .single_file import convert_single_file
 
@@ -38,6 +40,16 @@ class ModelBundle:
     device: torch.device
     dtype: torch.dtype
     extras: dict = field(default_factory=dict)
+
+    @cached_property
+    def identity(self) -> str:
+        """The content hash of the weights this model was loaded from ("" for a model built in memory)."""
+        return weights_hash(self.source)
+
+    @property
+    def version(self) -> str:
+        """The version its model folder names (``difftech.json``), or ""."""
+        return str(self.extras.get("defaults", {}).get("version", ""))
 
     @property
     def is_sdxl(self) -> bool:

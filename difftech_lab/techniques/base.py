@@ -7,10 +7,11 @@ That is all the Session, the Recipe and ``session.run`` need to know about it.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, ModelMismatchWarning
 from ..models.memory import check_memory
 from ..patches import patched
 from ..recipe import Recipe, decode_value, encode_value
@@ -62,9 +63,7 @@ class Technique:
         check_memory(session.model, settings.width, settings.height, 2 * settings.batch_size)
         params = self.check(session, settings, params)
         plan = self.plan(session, settings, params)
-        recipe = Recipe(technique=self.name, settings=settings, params=params.to_dict(), model=session.model.name,
-                        patches=[patch.to_dict() for patch in session.active_patches])
-        return run_plan(session, plan, recipe, run)
+        return run_plan(session, plan, new_recipe(session, self.name, settings, params.to_dict()), run)
 
     def call(self, session, params, options: dict) -> Result:
         """The public call: ``options`` are the settings and run options (``SETTINGS_DOC``)."""
@@ -77,6 +76,21 @@ class Technique:
 
 
 def replay(session, recipe: Recipe, run: RunOptions) -> Result:
-    """Run ``recipe`` again, with the network patches that were active when it was made."""
+    """Run ``recipe`` again, with the network patches that were active when it was made.
+
+    Warns (ModelMismatchWarning) when the session's weights are not the ones the recipe was made with: it then
+    runs, but cannot reproduce the result.
+    """
+    loaded = session.model.identity
+    if recipe.model_hash and loaded != recipe.model_hash:
+        warnings.warn(f"this recipe was made with model {recipe.model!r} (weights {recipe.model_hash}), but the "
+                      f"session holds {session.model.name!r} (weights {loaded or 'unknown'}); the result will "
+                      "differ from the recipe's", ModelMismatchWarning, stacklevel=3)
     with patched(session, *recipe.patches):
         return get_technique(recipe.technique).replay(session, recipe, run)
+
+
+def new_recipe(session, technique: str, settings: Settings, params: dict) -> Recipe:
+    """The Recipe of a run on ``session`` now: its model's name and weights hash, and the active patches."""
+    return Recipe(technique=technique, settings=settings, params=params, model=session.model.name,
+                  model_hash=session.model.identity, patches=[patch.to_dict() for patch in session.active_patches])

@@ -14,7 +14,7 @@ from ..recipe import Recipe, decode_value
 from ..sampling.run import run_plan
 from ..sampling.settings import BRANCHABLE, RUN_OPTIONS, RunOptions, split_options
 from . import get_technique, register
-from .base import Technique, TechniqueParams, replay
+from .base import Technique, TechniqueParams, new_recipe, replay
 
 
 @register
@@ -63,9 +63,7 @@ def branch(session, result, step: int, **overrides):
     plan = technique.plan(session, settings, params)
     plan.x = (result.x_init if step == made[0] else result.trajectory[made.index(step) - 1].x).clone()
     plan.start, plan.sigmas = step, result.sigmas
-    recipe = Recipe(technique=Branch.name, settings=settings, model=session.model.name,
-                    params=Branch.Params(parent.to_dict(), step, own).to_dict(),
-                    patches=[patch.to_dict() for patch in session.active_patches])
+    recipe = new_recipe(session, Branch.name, settings, Branch.Params(parent.to_dict(), step, own).to_dict())
     child = run_plan(session, plan, recipe, run)
     if run.keep_trajectory:  # the parent's steps before the branch point, so the child can be scrubbed and branched
         child.trajectory = [event for event in result.trajectory if event.i < step] + child.trajectory

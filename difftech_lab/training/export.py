@@ -14,6 +14,8 @@ from difftech_lab.training import components, train_text
 from difftech_lab.training.evaluate import DEFAULT_GUIDANCE
 from difftech_lab.training.model_card import write_model_card
 
+# bumped with every retrained release: recipes record the weights' hash, the card and difftech.json this number
+MODEL_VERSION = 1
 
 def assemble(runs: Path, vae_run: str = "vae-decoder", unet_run: str = "unet") -> StableDiffusionPipeline:
     """The pipeline from the runs: frozen text tower, VAE with its measured scaling factor, the UNet's EMA weights."""
@@ -38,7 +40,7 @@ def main(args) -> None:
     if out.exists():
         shutil.rmtree(out)
     pipe.save_pretrained(out, safe_serialization=True)
-    (out / "difftech.json").write_text(json.dumps({"cfg": DEFAULT_GUIDANCE}, indent=2) + "\n")
+    (out / "difftech.json").write_text(json.dumps({"cfg": DEFAULT_GUIDANCE, "version": MODEL_VERSION}, indent=2) + "\n")
     for name, data in keep.items():
         (out / name).write_bytes(data)
     write_model_card(out, runs)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from difftech_lab import scenes
+from difftech_lab.models.identity import weights_hash
 from difftech_lab.training import dataset
 
 
@@ -125,6 +126,8 @@ def _card_text(folder: Path, meta: dict, evaluation: dict | None) -> str:
         "- Scheduler: `EulerDiscreteScheduler`, scaled-linear betas, trailing timestep spacing.",
         "- `difftech.json`: the guidance scale the evaluation uses (3.0); `Session.generate` takes it when `cfg` is "
         "not given.",
+        f"- Identity: version {_version(folder)}, weights hash `{weights_hash(folder)}` (recorded in every Recipe; "
+        "`session.run` warns when a recipe was made with other weights).",
         "",
         "## Training",
     ]
@@ -148,3 +151,8 @@ def _card_text(folder: Path, meta: dict, evaluation: dict | None) -> str:
                   "![evaluation grid](evaluation_grid.png)", "",
                   "Grid: held-out prompts, each row pairs generated images with the prompts' true renderings.", ""]
     return "\n".join(lines)
+
+
+def _version(folder: Path) -> str:
+    meta = folder / "difftech.json"
+    return str(json.loads(meta.read_text()).get("version", "")) if meta.is_file() else ""

@@ -59,3 +59,23 @@ def test_inpainting_leaves_every_pixel_outside_the_blurred_mask_unchanged(bundle
     assert np.abs(np.asarray(raw.images[0], dtype=np.int16)[outside] - original[outside]).max() > 0
     inside = np.asarray(kept.images[0], dtype=np.int16)[:, :28]
     assert np.abs(inside - original[:, :28]).max() > 50  # the circle did change colour
+
+
+def test_recipes_record_the_weights_and_warn_when_run_on_others(tiny_session, tiny_folders):
+    import warnings
+
+    from difftech_lab import ModelMismatchWarning, Recipe
+    from difftech_lab.models.identity import weights_hash
+
+    result = tiny_session.generate("a star", seed=1, steps=2, width=32, height=32, progress=False)
+    assert result.recipe.model_hash == weights_hash(tiny_folders["sd15"]) != ""
+    assert weights_hash(tiny_folders["sd2"]) != result.recipe.model_hash  # other weights, another identity
+    assert f"Model hash: {result.recipe.model_hash}" in result.recipe.parameters_text()
+    other = Recipe.from_dict({**result.recipe.to_dict(), "model_hash": "0123456789ab"})
+    with pytest.warns(ModelMismatchWarning, match=r"made with model 'sd15' \(weights 0123456789ab\), but the "
+                                                  rf"session holds 'sd15' \(weights {result.recipe.model_hash}\)"):
+        assert tiny_session.run(other).images
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        tiny_session.run(result.recipe)  # the same weights: no warning
+        tiny_session.run(Recipe.from_dict({**result.recipe.to_dict(), "model_hash": ""}))  # unknown: no warning
