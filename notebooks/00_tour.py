@@ -31,7 +31,8 @@ import os
 
 from difftech_lab import Session
 
-# a hub id, a diffusers folder or a single .safetensors file; unset = the bundled tiny-shapes model
+# a hub id, a diffusers folder or a single .safetensors file; unset = the bundled tiny-shapes model.
+# progress=False: the many short generations show no bars; the long cells ask for one (progress=True)
 session = Session.load(os.environ.get("DIFFTECH_MODEL") or None, progress=False)
 session
 
@@ -90,17 +91,22 @@ print(prompt_schedules("a [red|blue] circle", steps=4))
 
 # %% [markdown]
 # Prompt editing changes the conditioning part-way: the early steps lay out the composition, the late steps
-# settle details. Here the colour switches from red to blue at step 6 of 20 and at step 14 of 20.
+# settle details. Below, a red square, then `[red:blue:N]` switching the colour to blue at step 4, 6 and 14 of
+# 20, then a blue square (same seed). The colour is decided within the first few steps: switched at step 4 the
+# square still turns blue; at step 6 it has already set as red, and the blue steps only tint it pink; at step 14
+# it stays red. The scorer reads each image's colour.
 
 # %%
-edits = [session.generate(p, steps=20, cfg=3.0, seed=1) for p in (
-    "a big red square in the centre on a white background",
-    "a big [red:blue:6] square in the centre on a white background",
-    "a big [red:blue:14] square in the centre on a white background",
-    "a big blue square in the centre on a white background")]
 from difftech_lab.images import grid
 
-grid([r.images[0] for r in edits], scale=3)
+strip = [f"a big {colour} square in the centre on a white background"
+         for colour in ("red", "[red:blue:4]", "[red:blue:6]", "[red:blue:14]", "blue")]
+edits = [session.generate(p, steps=20, cfg=3.0, seed=1) for p in strip]
+print("left to right:")
+for k, (p, edit) in enumerate(zip(strip, edits), 1):
+    blue = score(edit.images[0], "a big blue square in the centre on a white background").objects[0].colour
+    print(f"{k}. {p:62} reads as blue: {blue}")
+grid([edit.images[0] for edit in edits], scale=3)
 
 # %% [markdown]
 # ## Samplers and schedules, measured
@@ -111,7 +117,8 @@ grid([r.images[0] for r in edits], scale=3)
 # the unconditional pass of CFG included; Heun evaluates twice per step but the last). On these prompts Euler
 # holds up even at three steps; DPM++ 2M does not: its second-order extrapolation overshoots when steps are this
 # far apart, most of all with Karras' ρ=7 spacing, which puts its few steps at low noise. Heun's two steps (three
-# evaluations) leave colour and background unresolved.
+# evaluations) leave colour and background unresolved. While `compare` runs, a progress bar counts its
+# generations (`progress=False` turns it off).
 
 # %%
 from difftech_lab.automation import compare
@@ -182,7 +189,7 @@ mask = np.zeros((64, 64), np.float32)
 mask[:, 32:] = 1.0  # regenerate the right half
 painter.mask = mask
 inpainted = session.inpaint(base, painter.mask, "a big blue square on the right on a white background", seed=5,
-                            cfg=3.0)
+                            cfg=3.0, progress=True)
 painter
 
 # %%
@@ -199,24 +206,33 @@ print(boxes.boxes)
 boxes
 
 # %% [markdown]
-# **LatentNavigator** blends 2–4 anchors (seeds here) on a 2-D pad. Noise is blended on the sphere, so the
-# blend keeps the norm of a typical Gaussian latent (shown against √d); drag the point and the preview follows.
+# **LatentNavigator** blends 2–4 anchors — each a noise (a seed) and a prompt — on a 2-D pad; here four shapes in
+# four colours, each labelled under its thumbnail. Noise is blended on the sphere, so the blend keeps the norm of
+# a typical Gaussian latent (shown against √d), and prompts are blended linearly; drag the point and the
+# preview follows.
 
 # %%
 from difftech_lab.widgets import LatentNavigator
 
-navigator = LatentNavigator(session, anchors=[0, 1, 2, 3], prompt="a big yellow star in the centre on a gray background")
+navigator = LatentNavigator(session, anchors=[
+    {"seed": 0, "prompt": "a big red circle in the centre on a white background", "label": "red circle"},
+    {"seed": 1, "prompt": "a big blue square in the centre on a white background", "label": "blue square"},
+    {"seed": 2, "prompt": "a big yellow star in the centre on a black background", "label": "yellow star"},
+    {"seed": 3, "prompt": "a big green triangle in the centre on a black background", "label": "green triangle"},
+])
 navigator.wait()
 navigator
 
 # %% [markdown]
-# **ProfilerView** shows where the time goes: an op table, a per-step timeline by stage (text encoding, model
-# calls, guidance, VAE) and memory; its button downloads the trace for Perfetto.
+# **ProfilerView** shows where the time goes: an op table (every row's figures are totals over the op's calls;
+# hover a header for what it measures), a per-step timeline by stage (text encoding, model calls, guidance, the
+# sampler, VAE) with each stage's total in the legend, and the allocator's live memory over time with its peak;
+# its button downloads the trace for Perfetto.
 
 # %%
 from difftech_lab.profiling import profile_generation
 from difftech_lab.widgets import ProfilerView
 
-report = profile_generation(session, prompt=prompt, steps=10, cfg=3.0, seed=0)
+report = profile_generation(session, prompt=prompt, steps=10, cfg=3.0, seed=0, progress=True)
 print(sorted({span.stage for span in report.stages}))
 ProfilerView(report)

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..errors import InvalidArgumentError
 from ..metrics import score
@@ -64,11 +65,13 @@ def adherence(images, prompts) -> dict[str, list[float]]:
 
 
 def compare(session, prompts: list[str], variants: dict[str, dict], *, seeds=(0,), metric=adherence,
-            **common) -> Comparison:
+            progress: bool = True, **common) -> Comparison:
     """Generate every prompt × seed under each variant's ``generate`` options and score the images.
 
     ``metric(images, prompts) -> {name: [value per image]}``; the default scores adherence on the bundled
-    model's grammar. Seeds run as one batch per prompt (image k uses seed ``seeds[0] + k``).
+    model's grammar. Seeds run as one batch per prompt (image k uses seed ``seeds[0] + k``). ``progress``
+    shows one bar over variants × prompts (in a notebook a widget that disappears when done) in place of
+    each generation's own bar.
     """
     if not prompts or not variants:
         raise InvalidArgumentError("compare needs at least one prompt and one variant")
@@ -76,17 +79,22 @@ def compare(session, prompts: list[str], variants: dict[str, dict], *, seeds=(0,
     if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
         raise InvalidArgumentError(f"seeds {seeds} must be consecutive (they run as one batch per prompt)")
     rows, names, results = [], None, {}
-    for name, options in variants.items():
-        images, used, nfe = [], [], []
-        for prompt in prompts:
-            result = session.generate(prompt, **{**common, **options, "seed": seeds[0], "batch_size": len(seeds)})
-            images += result.images
-            used += [prompt] * len(result.images)
-            nfe.append(result.nfe)
-            results.setdefault(name, []).append(result)
-        values = metric(images, used)
-        names = names or list(values)
-        stats = {m: (float(np.mean(v)), float(np.std(v, ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
-                 for m, v in values.items()}
-        rows.append(Row(name=name, n=len(images), nfe=float(np.mean(nfe)), metrics=stats))
+    with tqdm(total=len(variants) * len(prompts), desc="compare", unit="run", leave=False,
+              disable=not progress) as bar:
+        for name, options in variants.items():
+            images, used, nfe = [], [], []
+            for prompt in prompts:
+                bar.set_postfix_str(name, refresh=False)
+                result = session.generate(prompt, **{**common, **options, "seed": seeds[0],
+                                                     "batch_size": len(seeds), "progress": False})
+                bar.update()
+                images += result.images
+                used += [prompt] * len(result.images)
+                nfe.append(result.nfe)
+                results.setdefault(name, []).append(result)
+            values = metric(images, used)
+            names = names or list(values)
+            stats = {m: (float(np.mean(v)), float(np.std(v, ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
+                     for m, v in values.items()}
+            rows.append(Row(name=name, n=len(images), nfe=float(np.mean(nfe)), metrics=stats))
     return Comparison(rows=rows, metric_names=names, results=results)

@@ -33,11 +33,11 @@ class OpRow:
     """One row of the op table (``key_averages()``); times in µs, memory in bytes."""
 
     name: str
-    calls: int
+    calls: int  # every figure below is a total over the calls
     self_cpu_us: float
     cpu_total_us: float
-    self_cpu_memory: int
-    cpu_memory: int
+    self_cpu_memory: int  # bytes allocated minus bytes freed inside the op: negative when it frees others' tensors
+    cpu_memory: int  # the same with the ops it called
     self_device_us: float = 0.0
     device_total_us: float = 0.0
     self_device_memory: int = 0
@@ -56,7 +56,8 @@ class StageSpan:
 
 @dataclass
 class MemorySample:
-    """Bytes allocated on ``device`` just after an allocator event at ``t_ms``."""
+    """Bytes allocated on ``device`` just after an allocator event at ``t_ms``: the allocator's live total at
+    that moment (unlike :class:`OpRow`'s memory, which adds up allocations minus frees per op over its calls)."""
 
     t_ms: float
     allocated: int
@@ -204,11 +205,29 @@ def _spans_and_memory(events: list[dict]) -> tuple[list[StageSpan], list[MemoryS
         self_us = dur - sum(float(c.get("dur", 0)) for c in direct)
         spans.append(StageSpan(stage=e["name"][len(STAGE_PREFIX):], step=step_of(e),
                                start_ms=(e["ts"] - t0) / 1e3, duration_ms=dur / 1e3, self_ms=self_us / 1e3))
-    stride = max(1, len(allocs) // MAX_MEMORY_SAMPLES)
     memory = [MemorySample(t_ms=(e["ts"] - t0) / 1e3, allocated=int(e["args"]["Total Allocated"]),
                            device=_device_name(e["args"]))
-              for e in allocs[::stride]]
+              for e in _thin(allocs, MAX_MEMORY_SAMPLES)]
     return spans, memory
+
+
+def _thin(allocs: list[dict], limit: int) -> list[dict]:
+    """At most about ``limit`` allocator events per device, keeping each run of events' lowest and highest in
+    time order: taking every k-th event would drop short spikes, and the peak is what a memory chart is read for."""
+    by_device: dict[str, list[dict]] = {}
+    for e in allocs:
+        by_device.setdefault(_device_name(e["args"]), []).append(e)
+    kept = []
+    for events in by_device.values():
+        if len(events) <= limit:
+            kept += events
+            continue
+        size = -(-2 * len(events) // limit)  # two events kept per run
+        for k in range(0, len(events), size):
+            run = events[k:k + size]
+            total = [e["args"]["Total Allocated"] for e in run]
+            kept += [run[i] for i in sorted({total.index(min(total)), total.index(max(total))})]
+    return sorted(kept, key=lambda e: e["ts"])
 
 
 def _stage_ranges(events: list[dict]) -> list[dict]:

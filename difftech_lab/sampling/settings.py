@@ -162,7 +162,7 @@ def curve_setting(name: str, value, steps: int, *, low: float | None = None, hig
     if isinstance(value, (list, tuple)):
         if len(value) != steps:
             raise InvalidArgumentError(f"{name} curve has {len(value)} values but the run has {steps} steps; give "
-                                       f"one value per step (CurveEditor(steps={steps}) draws such a curve)")
+                                       f"one value per step (CurveEditor.values_for({steps}) resamples a drawn curve)")
         if any(isinstance(v, (str, bytes, bool)) or not isinstance(v, (int, float, np.number)) for v in value):
             raise InvalidArgumentError(f"{name} curve {list(value)!r} must hold numbers only")
     values = [float(value)] if isinstance(value, (int, float, np.number)) else curve_values(value, steps, name)

@@ -40,7 +40,7 @@ class Branch(Technique):
 def branch(session, result, step: int, **overrides):
     """Re-run the steps from ``step`` on, starting from the state stored in ``result``'s trajectory."""
     parent = result.recipe
-    technique = get_technique(parent.technique)
+    technique, parent_params = origin(parent)
     if parent.settings.sampler == "restart":
         raise InvalidArgumentError("a restart run's steps include its restart segments, so 'step k' is "
                                    "ambiguous; branch from a run of another sampler")
@@ -58,8 +58,8 @@ def branch(session, result, step: int, **overrides):
                                    f"of {sorted({*BRANCHABLE, *technique.branchable})}")
     changes, run = split_options(overrides, technique="branch")
     settings = replace(parent.settings, **{k: getattr(changes, k) for k in overrides if k in BRANCHABLE})
-    settings = technique.resolve(session, settings, technique.Params.from_dict(parent.params))
-    params = technique.check(session, settings, replace(technique.Params.from_dict(parent.params), **own))
+    settings = technique.resolve(session, settings, parent_params)
+    params = technique.check(session, settings, replace(parent_params, **own))
     plan = technique.plan(session, settings, params)
     plan.x = (result.x_init if step == made[0] else result.trajectory[made.index(step) - 1].x).clone()
     plan.start, plan.sigmas = step, result.sigmas
@@ -70,3 +70,12 @@ def branch(session, result, step: int, **overrides):
         child.x_init = result.x_init
     return child
 
+
+
+def origin(recipe: Recipe):
+    """The technique that planned ``recipe``'s run and its parameters, through any chain of branches."""
+    if recipe.technique != Branch.name:
+        technique = get_technique(recipe.technique)
+        return technique, technique.Params.from_dict(recipe.params)
+    technique, params = origin(Recipe.from_dict(recipe.params["parent"]))
+    return technique, replace(params, **decode_value(recipe.params.get("overrides", {})))

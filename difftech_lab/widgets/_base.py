@@ -2,7 +2,9 @@
 banner, a stable ``__repr__`` and a latest-request-wins runner for slow kernel-side renders.
 
 Widgets follow the anywidget convention (one Python class + one ES module, no build step); state lives in
-synced traits, never in custom messages, so the front end can be rebuilt from the model at any time.
+synced traits, so the front end can be rebuilt from the model at any time. Custom messages carry only requests
+(a button asking the kernel to run one of the widget's methods), never state. The shared look (theme colours,
+type scale, the slider with a readout) is in ``static/_base.js``.
 """
 
 from __future__ import annotations

@@ -29,7 +29,13 @@ class BoxEditor(OverImage):
     """``.boxes == [(phrase, [x0, y0, x1, y1]), …]`` in [0, 1] image coordinates, top-left origin.
 
     Drag on empty space to draw a box (labelled with ``new_phrase``), drag a box to move it, drag a corner to
-    resize it; edit or delete labels in the list below the image.
+    resize it; edit or delete labels in the list below the image. A box's colour follows its label, never its
+    place in the list: the colour the label names (red, green, blue, yellow, cyan, magenta, purple, orange,
+    pink, brown, white, black, gray), else one picked by a stable hash of the label.
+
+    Keyboard, once the picture has focus (click it, or Tab to it; clicking a box selects it, as does focusing
+    its label in the list): ``Delete`` or ``Backspace`` removes the selected box; the arrow keys move it by one
+    image pixel (with ``Shift``: ten); ``Escape`` deselects it. In the list, Enter commits an edited label.
     """
 
     _esm = load_esm("box_editor.js")

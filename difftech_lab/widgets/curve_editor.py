@@ -20,7 +20,15 @@ class CurveEditor(Widget):
     """``.values`` is piecewise linear between keyframes ``(step, value)``, constant beyond the first and last.
 
     Click to add a keyframe, drag one to move it, double-click (or select and press Delete) to remove it.
-    ``.values`` is a list with one float per step, so it can be passed wherever a :data:`Curve` is accepted.
+    Dragged values snap to a 1-2-5 increment of about 1/150 of ``value_range`` (0.1 for 0–15) and show with two
+    decimals; the step and value fields below the plot edit the selected keyframe exactly. ``label`` names
+    the value on the axis (e.g. ``label="cfg"``).
+
+    ``.values`` is a list with one float per step, so it can be passed wherever a :data:`Curve` is accepted;
+    a run of another step count takes ``.values_for(steps)`` (a Session refuses a curve of the wrong length).
+
+    Keyboard, once a keyframe is selected: ←/→ move it one step, ↑/↓ one snap increment (Shift: ten),
+    Delete or Backspace removes it, Escape deselects.
     """
 
     _esm = load_esm("curve_editor.js")
@@ -30,14 +38,14 @@ class CurveEditor(Widget):
     keyframes = traitlets.List().tag(sync=True, from_json=_keyframes_from_json)
     label = traitlets.Unicode("value").tag(sync=True)
 
-    def __init__(self, steps: int = 20, value_range=(0.0, 15.0), keyframes=None, **kwargs):
+    def __init__(self, steps: int = 20, value_range=(0.0, 15.0), keyframes=None, label: str = "value", **kwargs):
         lo, hi = (float(v) for v in value_range)
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise InvalidArgumentError(f"value_range {value_range!r} must be two finite numbers, low < high")
         if keyframes is None:
             middle = (lo + hi) / 2
             keyframes = [(0, middle), (steps - 1, middle)]
-        super().__init__(steps=steps, value_range=(lo, hi), **kwargs)
+        super().__init__(steps=steps, value_range=(lo, hi), label=label, **kwargs)
         self.keyframes = list(keyframes)  # after steps is set, so the step-count rescale does not apply
 
     @traitlets.validate("keyframes")
@@ -78,6 +86,14 @@ class CurveEditor(Widget):
         """One value per step, linear between keyframes."""
         steps, values = zip(*self.keyframes)
         return np.interp(np.arange(self.steps), steps, values).tolist()
+
+    def values_for(self, steps: int) -> list[float]:
+        """The curve resampled to ``steps`` values, each at the same fraction of the run as here (the first
+        and last values stay the first and last), for a run of another step count."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise InvalidArgumentError(f"steps must be an integer ≥ 1, got {steps!r}")
+        at, values = zip(*self.keyframes)
+        return np.interp(np.linspace(0, self.steps - 1, steps), at, values).tolist()
 
     def __repr__(self) -> str:
         return f"CurveEditor(steps={self.steps}, {len(self.keyframes)} keyframes)"

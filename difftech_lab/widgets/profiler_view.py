@@ -1,5 +1,9 @@
 """ProfilerView: a profiled generation as a sortable, filterable op table, a per-step stacked timeline by
 stage, memory over time, and a button that downloads the Chrome trace for Perfetto.
+
+The two memory figures answer different questions: the table's memory columns are per-op totals (bytes an op
+allocated minus bytes it freed, over all its calls, so negative where an op frees what others made), while
+the chart shows the allocator's live bytes at each moment, whose peak is what the run needed at once.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class ProfilerView(Widget):
     sort_by = traitlets.Enum(SORT_KEYS, "self_cpu_us").tag(sync=True)
     descending = traitlets.Bool(True).tag(sync=True)
     filter = traitlets.Unicode("", help="substring of op names to show (case-insensitive)").tag(sync=True)
-    row_limit = traitlets.Int(40).tag(sync=True)
+    row_limit = traitlets.Int(40, min=1, help="rows the table shows; its buttons show more, or all").tag(sync=True)
     trace = binary_trait(help="Chrome-trace JSON, sent on the first download request")
     download_request = traitlets.Int(0, help="incremented by the download button").tag(sync=True)
     trace_name = traitlets.Unicode("difftech_trace.json").tag(sync=True)

@@ -26,15 +26,21 @@ USED_COLOR = "#000"
 RHO_CONTROLS = {"karras": "rho", "polyexponential": "poly_rho"}
 
 
-def log_snr(sigma: float) -> float | None:
-    """λ = log(α²/σ²) = −2·ln σ in the σ-space view (x = x0 + σ·ε); None (JSON null) at σ = 0."""
+def log_snr(sigma: float, flow: bool = False) -> float | None:
+    """λ = log(signal²/noise²); None (JSON null) where it is infinite.
+
+    In the σ-space view (x = x0 + σ·ε) λ = −2·ln σ. A flow model's σ is its time t in [0, 1]
+    (x = (1−σ)·x0 + σ·ε), so there λ = 2·ln((1−σ)/σ), infinite at both ends.
+    """
+    if flow:
+        return 2.0 * math.log((1.0 - sigma) / sigma) if 0 < sigma < 1 else None
     return -2.0 * math.log(sigma) if sigma > 0 else None
 
 
-def curve(name: str, sigmas, color: str) -> dict:
+def curve(name: str, sigmas, color: str, flow: bool = False) -> dict:
     """What the plot draws for one series: its colour, and σ and log-SNR per point."""
     sigma = [float(s) for s in sigmas]
-    return {"name": name, "color": color, "sigma": sigma, "log_snr": [log_snr(s) for s in sigma]}
+    return {"name": name, "color": color, "sigma": sigma, "log_snr": [log_snr(s, flow) for s in sigma]}
 
 
 def schedule_color(name: str) -> str:
@@ -48,6 +54,14 @@ def _dynamic_shift(model_sampling: ModelSampling) -> bool:
 class SchedulePlotter(Widget):
     """Overlay of the schedules in ``sampling.schedules.SCHEDULES``; :attr:`sigmas` is the chosen one as a σ
     tensor (``steps + 1`` entries, last 0). "default" is the model's own schedule.
+
+    Click a schedule's chip in the legend (or Tab to it and press Enter or Space) to choose it; the σ's a
+    Result used show as hollow markers over the schedules, in the order they were evaluated, and cannot be
+    chosen. When their count differs from ``steps + 1`` (another step count, churn or restart evaluations)
+    every series is drawn against the fraction of the run (step ÷ steps) instead of the step. For a flow
+    model σ is the flow time t in [0, 1], drawn on a linear axis, and log-SNR is 2·ln((1−σ)/σ).
+
+    Keyboard: in a number box, ↑/↓ change the value, Enter applies it and Escape abandons the edit.
 
     Args:
         model_sampling: the model's σ-space view; its σ range, its own schedule and the schedules built from its
@@ -69,6 +83,8 @@ class SchedulePlotter(Widget):
     schedule = traitlets.Unicode("karras").tag(sync=True)
     curves = traitlets.List(help="computed: [{name, color, sigma: [...], log_snr: [...]}]").tag(sync=True)
     used = traitlets.Dict(help="computed: the σ's a run evaluated, in order, as a curve").tag(sync=True)
+    flow = traitlets.Bool(False, read_only=True, help="True for a flow model, whose σ is its time in [0, 1]").tag(
+        sync=True)
 
     def __init__(self, model_sampling=None, *, session=None, result=None, **kwargs):
         if model_sampling is None and session is not None:
@@ -80,6 +96,7 @@ class SchedulePlotter(Widget):
             kwargs.setdefault("shift", self._model_shift())
         kwargs.setdefault("shown", schedules_for(self.model_sampling))
         super().__init__(**kwargs)
+        self.set_trait("flow", isinstance(self.model_sampling, FlowMatch))
         self._recompute()
         if result is not None:
             self.show_result(result)
@@ -115,7 +132,7 @@ class SchedulePlotter(Widget):
 
     def show_result(self, result) -> None:
         """Overlay the σ's ``result`` evaluated (``result.sigmas_used``, churn/restart segments included)."""
-        self.used = curve("used", result.sigmas_used, USED_COLOR)
+        self.used = curve("used", result.sigmas_used, USED_COLOR, self.flow)
 
     @traitlets.validate("schedule")
     def _check_schedule(self, proposal):
@@ -134,7 +151,7 @@ class SchedulePlotter(Widget):
         self.guarded(self._recompute)()
 
     def _recompute(self) -> None:
-        self.curves = [curve(name, self.schedule_sigmas(name), schedule_color(name)) for name in self.shown]
+        self.curves = [curve(name, self.schedule_sigmas(name), schedule_color(name), self.flow) for name in self.shown]
         self.error = ""
 
     def __repr__(self) -> str:

@@ -1,5 +1,5 @@
-"""StepPreview: watch x̂0 and x_t form while a generation runs, scrub the finished trajectory, and branch
-from any step with changed settings.
+"""StepPreview: watch x̂0 and x_t form while a generation runs, scrub the finished (or stopped) trajectory, and
+branch from any step with changed settings, comparing the branch with the run it came from.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import threading
 import torch
 import traitlets
 
-from ..errors import InvalidArgumentError
+from ..errors import CancelledError, InvalidArgumentError
 from ..images import png_bytes
 from ._base import LatestRunner, Superseded, Widget, binary_trait, load_esm
 from ._frames import latent_png, png_list_trait
@@ -22,6 +22,15 @@ class StepPreview(Widget):
     Use it as ``callback=`` to ``session.generate`` (it then shows that run live), or let it run the
     generation in the background with :meth:`run` (which keeps the trajectory, so the run can be branched).
     Without a session, thumbnails show the latent's first three channels instead of a decoded preview.
+
+    A finished run shows its last step. Stop (button, Escape or :meth:`stop`) ends a background run at its next
+    step and keeps the frames made so far, scrubbable, with "stopped at step k" in the status line; a stopped
+    run has no Result, so it cannot be branched. A branch keeps the run it came from: :attr:`original` is that
+    Result and the widget shows its final x̂0 (A) beside the branch's (B). The Branch field's cfg starts at the
+    run's own (a curve's first value) and its prompt is cleared when a new run starts.
+
+    Keyboard: with the scrubber focused, ←/→ step through the trajectory and Home/End jump to the first/last
+    step; Escape anywhere in the widget stops a running generation. There is nothing to delete here.
     """
 
     _esm = load_esm("step_preview.js")
@@ -41,12 +50,16 @@ class StepPreview(Widget):
     branch_request = traitlets.Int(0, help="incremented by the Branch button").tag(sync=True)
     stop_request = traitlets.Int(0, help="incremented by the Stop button").tag(sync=True)
     branched_from = traitlets.Int(-1).tag(sync=True)
+    stopped_at = traitlets.Int(-1, help="the last step a stopped run made; -1 unless the frames are a stopped run").tag(
+        sync=True)
+    original_x0 = binary_trait(help="final x̂0 of the run a branch came from, shown beside the branch's")
     display_size = traitlets.Int(192, help="side of each thumbnail on screen, in CSS pixels").tag(sync=True)
 
     def __init__(self, session=None, **kwargs):
         super().__init__(**kwargs)
         self.session = session
         self.result = None
+        self.original = None  # the Result a branch came from, kept for the A/B comparison
         self._frames: dict[int, tuple[bytes, bytes, float]] = {}
         self._base: dict[int, tuple[bytes, bytes, float]] | None = None  # kept frames of a branch's parent
         self._lock = threading.Lock()
@@ -63,11 +76,16 @@ class StepPreview(Widget):
             self.report(exc)
             raise
         with self._lock:
-            if event.i == 0 or (self._frames and event.i <= max(self._frames)):
+            restart = event.i == 0 or (self._frames and event.i <= max(self._frames))
+            new_run = restart and self._base is None  # a branch restarts too, with its parent's frames as base
+            if restart:
                 self._frames = dict(self._base or {})
                 self._base = None
             self._frames[event.i] = (x0, xt, float(event.sigma))
         with self.hold_sync():
+            if new_run:
+                self._forget_branch()
+            self.stopped_at = -1
             self.running = event.i < event.steps - 1
             self.steps, self.live_step = event.steps, event.i
             self.live_x0, self.live_xt = x0, xt
@@ -98,7 +116,7 @@ class StepPreview(Widget):
         options = dict(generate_options, keep_trajectory=True, progress=False)
         with self._lock:
             self._base = None
-        self.branched_from = -1
+        self._forget_branch()
         self._submit(lambda callback: session.generate(prompt, callback=callback, **options))
 
     def show(self, result) -> None:
@@ -109,7 +127,14 @@ class StepPreview(Widget):
             self._frames, self._base = {}, None
         for event in result.trajectory:
             self(event)
-        self.result = result
+        self._finish(result)
+
+    def _forget_branch(self) -> None:
+        """A new run: the last run's branch settings and comparison no longer apply to it."""
+        self.original = None
+        self.branched_from = -1
+        self.original_x0 = b""
+        self.branch_prompt = ""
 
     def branch(self, step: int | None = None, **overrides) -> None:
         """Re-run the steps from ``step`` (default: the scrubber's) with changed settings, in the background.
@@ -118,6 +143,9 @@ class StepPreview(Widget):
         """
         session = self._need_session("branch")
         parent = self.result
+        if self.stopped_at >= 0:
+            raise InvalidArgumentError(f"the run shown was stopped at step {self.stopped_at + 1}, so there is no "
+                                       "Result to branch from; run it to the end, then branch")
         if parent is None or not parent.trajectory:
             raise InvalidArgumentError("nothing to branch from yet; run a generation with preview.run(...) or "
                                        "load one with preview.show(result)")
@@ -126,7 +154,8 @@ class StepPreview(Widget):
             overrides = {"cfg": self.branch_cfg, **({"prompt": self.branch_prompt} if self.branch_prompt else {})}
         with self._lock:
             self._base = {i: f for i, f in self._frames.items() if i < k}
-        self.branched_from = k
+            final_x0 = self._frames[max(self._frames)][0]
+        self.original, self.original_x0, self.branched_from = parent, final_x0, k
 
         def generate(callback):
             return session.branch(parent, k, callback=callback, keep_trajectory=True, progress=False, **overrides)
@@ -134,7 +163,11 @@ class StepPreview(Widget):
         self._submit(generate)
 
     def stop(self) -> None:
-        """Cancel the running generation at its next step."""
+        """End the running background generation at its next step, keeping the frames made so far.
+
+        A run started with ``session.generate(callback=preview)`` holds the kernel, so it can only be stopped
+        with ``session.cancel()`` from another thread.
+        """
         if self.session is not None:
             self.session.cancel()
 
@@ -152,13 +185,25 @@ class StepPreview(Widget):
             self.running = True
             try:
                 return generate(callback)
+            except CancelledError:  # Stop is the user's choice, not a failure: no banner, and the frames stay
+                return None
             finally:
                 self.running = False
 
         self._runner.submit(compute, self._finish)
 
     def _finish(self, result) -> None:
+        """Show a finished run, or (``None``) the frames a stopped one made."""
+        if result is None:
+            self._publish()
+            with self._lock:
+                self.stopped_at = max(self._frames, default=-1)
+            self.result = None
+            return
         self.result = result
+        cfg = result.recipe.settings.cfg
+        # a branch's cfg field is one number: start it at the run's own, a curve's first value
+        self.branch_cfg = float(cfg[0] if isinstance(cfg, (list, tuple)) else cfg)
 
     def _on_button(self, action) -> None:
         try:

@@ -8,6 +8,10 @@ Static harness (fast, ~1 s a test)::
         h.page.mouse...                          # real gestures on h.root
         h.pull()                                 # browser-side model state -> the Python widget (set_state)
         h.push(value=3)                          # Python-side change -> the fake model + change events
+        h.relay()                                # messages the widget sent -> the Python widget, and back
+
+    static_widget(MyWidget(...), theme="dark")   # under JupyterLab Dark's variables ("light": Light's;
+                                                 # default: none, as in a host without JupyterLab's CSS)
 
 JupyterLab (one server per test session)::
 
@@ -33,6 +37,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import traitlets
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -90,8 +95,26 @@ def browser():
 
 HARNESS_ORIGIN = "http://harness.test"
 
+# JupyterLab's theme variables as its Light and Dark themes set them (the subset widgets use). Only the page
+# background follows them, not the text colour: in hosts other than JupyterLab nothing passes the theme's
+# colour down, so a widget has to set its own.
+THEMES = {
+    "light": {"--jp-ui-font-color1": "rgba(0, 0, 0, 0.87)", "--jp-ui-font-color2": "rgba(0, 0, 0, 0.54)",
+              "--jp-layout-color0": "white", "--jp-layout-color1": "white", "--jp-layout-color2": "#eeeeee",
+              "--jp-border-color1": "#bdbdbd", "--jp-border-color2": "#e0e0e0", "--jp-brand-color1": "#1976d2",
+              "--jp-error-color1": "#d32f2f", "--jp-rendermime-error-background": "#ffdddd",
+              "--jp-ui-font-size0": "0.83333em", "--jp-ui-font-size1": "13px", "--jp-ui-font-size2": "1.2em"},
+    "dark": {"--jp-ui-font-color1": "rgba(255, 255, 255, 0.87)", "--jp-ui-font-color2": "rgba(255, 255, 255, 0.54)",
+             "--jp-layout-color0": "#111111", "--jp-layout-color1": "#212121", "--jp-layout-color2": "#424242",
+             "--jp-border-color1": "#616161", "--jp-border-color2": "#424242", "--jp-brand-color1": "#2196f3",
+             "--jp-error-color1": "#f44336", "--jp-rendermime-error-background": "rgba(244, 67, 54, 0.28)",
+             "--jp-ui-font-size0": "0.83333em", "--jp-ui-font-size1": "13px", "--jp-ui-font-size2": "1.2em"},
+}
+
 # A fake anywidget model: get/set/on/off/save_changes/send, recording what the widget saves and sends.
-HARNESS_HTML = """<!doctype html><html><head><meta charset="utf-8"></head>
+HARNESS_HTML = """<!doctype html><html><head><meta charset="utf-8"><style>
+body[data-theme] { background: var(--jp-layout-color0); }
+</style></head>
 <body style="margin:16px;font-family:sans-serif"><div id="host"></div><script>
 function b64ToDataView(s) {
   const bin = atob(s); const a = new Uint8Array(bin.length);
@@ -132,6 +155,7 @@ class FakeModel {
   emit(evt, ...args) { for (const cb of this.handlers[evt] || []) cb(...args); }
   save_changes() { this.saves.push([...this.dirty]); this.dirty.clear(); }
   send(msg, callbacks, buffers) { this.sent.push(msg); }
+  take() { const sent = this.sent; this.sent = []; return sent; }
   kernelSet(k, v) { this.state[k] = v; this.emit("change:" + k); }   // a change arriving from Python
   receive(msg) { this.emit("msg:custom", msg, []); }
 }
@@ -215,13 +239,41 @@ class StaticHarness:
             [state, paths, buffers],
         )
 
+    def relay(self) -> list:
+        """Deliver the custom messages the widget sent to the Python widget (as its ``on_msg`` handlers get
+        them), then push the traits they changed back to the page; returns the messages. The browser's state
+        is pulled first: in a kernel, changes saved before a message arrive before it."""
+        messages = self.page.evaluate("() => window.model.take()")
+        self.pull()
+        changed: list[str] = []
+
+        def note(change):
+            if change["name"] not in changed:
+                changed.append(change["name"])
+
+        self.widget.observe(note, names=traitlets.All)
+        try:
+            for msg in messages:
+                self.widget._handle_custom_msg(msg, [])
+        finally:
+            self.widget.unobserve(note, names=traitlets.All)
+        synced = [k for k in changed if k in self.widget.keys]
+        if synced:
+            self.push_keys(synced)
+        return messages
+
+    def style(self, locator, prop: str) -> str:
+        """The computed value of CSS property ``prop`` (e.g. "color") of the element ``locator`` finds."""
+        return locator.evaluate("(el, prop) => getComputedStyle(el).getPropertyValue(prop)", prop)
+
     def screenshot(self, name: str) -> Path:
         return screenshot(self.page, name)
 
 
 @pytest.fixture
 def static_widget(browser):
-    """Factory: ``static_widget(widget) -> StaticHarness`` with the widget rendered and ready."""
+    """Factory: ``static_widget(widget, theme=None) -> StaticHarness`` with the widget rendered and ready;
+    ``theme`` ("light" or "dark") sets JupyterLab's theme variables on the page first."""
     context = browser.new_context(viewport={"width": 1000, "height": 800})
     page = context.new_page()
     errors: list[str] = []
@@ -230,7 +282,11 @@ def static_widget(browser):
         status=200, content_type="text/html", body=HARNESS_HTML))
     page.goto(f"{HARNESS_ORIGIN}/index.html")
 
-    def mount(widget) -> StaticHarness:
+    def mount(widget, theme: str | None = None) -> StaticHarness:
+        if theme is not None:
+            page.evaluate("""([name, vars]) => { document.body.dataset.theme = name;
+                               for (const [k, v] of Object.entries(vars)) document.body.style.setProperty(k, v); }""",
+                          [theme, THEMES[theme]])
         state, paths, buffers = _wire_state(widget)
         page.evaluate("([esm, s, p, b]) => window.harness.mount(esm, s, p, b)",
                       [widget._esm, state, paths, buffers])

@@ -18,6 +18,8 @@ def test_drag_moves_the_point_and_the_preview_follows(lab, drag):
     nb.run_all()
     view = nb.widget("latent-navigator")
     first = nb.py("nav.preview.hex()")
+    captions = [view.get_by_test_id(f"anchor-label-{k}").inner_text() for k in range(4)]
+    assert captions == ["seed 1", "seed 2", "seed 3", "seed 4"] == nb.py("nav.anchor_labels")
     version = int(view.get_by_test_id("preview").get_attribute("data-version"))
 
     drag(nb.page, view.get_by_test_id("pad").bounding_box(), [(0.5, 0.5), (0.9, 0.15)], steps=12)

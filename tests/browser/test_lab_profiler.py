@@ -51,3 +51,15 @@ def test_python_side_filter_rerenders(lab):
     assert names and all(n.startswith("aten::") for n in names) and names == sorted(names)
     steps = view.get_by_test_id("timeline-bar").evaluate_all("(gs) => gs.map((g) => g.dataset.label)")
     assert steps == ["encode", "step 0", "step 1", "step 2", "decode"]
+
+
+def test_the_row_limit_buttons_reach_python(lab):
+    nb = lab.open([SETUP.replace("row_limit=500", "row_limit=5"), "view"])
+    nb.run_all()
+    view = nb.widget("profiler-view")
+    total = nb.py("len(view.ops)")
+    assert view.get_by_test_id("op-row").count() == 5
+    view.get_by_test_id("show-all").click()
+    assert nb.wait_until("view.row_limit", lambda v: v == total) == total
+    assert view.get_by_test_id("op-row").count() == total
+    assert "freed" in view.get_by_test_id("th-self_cpu_memory").get_attribute("title")

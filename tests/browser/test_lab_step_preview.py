@@ -30,16 +30,19 @@ def test_run_scrub_and_branch(lab):
     assert nb.wait_until("preview.step", lambda v: v == 0) == 0
 
     frames = nb.py("[f.hex() for f in preview.x0_frames]")
+    assert view.get_by_test_id("branch-cfg").input_value() == "5", "the branch starts at the run's own cfg"
     view.get_by_test_id("branch-cfg").fill("1.0")
     view.get_by_test_id("branch-cfg").press("Enter")
     view.get_by_test_id("branch").click()
-    nb.wait_until("preview.branched_from == 0 and not preview.running and preview.result.recipe.cfg == 1.0",
-                  lambda ok: ok, timeout=60)
+    assert nb.wait_until("preview.branched_from == 0 and not preview.running"
+                         " and preview.result.recipe.settings.cfg == 1.0", lambda ok: ok, timeout=60)
     nb.page.wait_for_function(
         "() => document.querySelector('[data-testid=step-preview] [data-testid=status]').textContent"
         " === 'branched from step 1'")
     assert nb.py("[f.hex() for f in preview.x0_frames]") != frames
     assert nb.py("preview.error") == ""
+    assert view.get_by_test_id("compare").is_visible(), "the original's final image beside the branch's"
+    assert nb.py(f"preview.original_x0.hex() == {frames[-1]!r}")
     nb.screenshot("lab_step_preview_branch")
 
 

@@ -70,3 +70,80 @@ def test_python_side_keyframes_render(editor):
     assert dot.get_attribute("data-step") == "3" and editor.page.get_by_test_id("kf-1").count() == 0
     points = editor.page.get_by_test_id("curve").get_attribute("points").split()
     assert len(points) == 11 and len({p.split(",")[1] for p in points}) == 1   # a flat line
+
+
+def test_end_keyframes_cover_no_tick_label(static_widget):
+    h = static_widget(CurveEditor(steps=11, value_range=(0, 10), keyframes=[(0, 0.0), (10, 10.0)]))
+    overlaps = h.page.evaluate("""() => {
+        const svg = document.querySelector("[data-testid=plot]");
+        const hit = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+        const dots = [...svg.querySelectorAll("[data-testid^=kf-]")].map((d) => d.getBoundingClientRect());
+        const texts = [...svg.querySelectorAll("text")];
+        return [texts.length, texts.filter((t) => dots.some((d) => hit(d, t.getBoundingClientRect())))
+                                   .map((t) => t.textContent)];
+    }""")
+    assert overlaps[0] > 10 and overlaps[1] == []
+
+
+def test_dragged_values_snap_and_show_two_decimals(editor):
+    page = editor.page
+    page.mouse.move(*plot_point(editor, 10, 8.0))
+    page.mouse.down()
+    page.mouse.move(*plot_point(editor, 10, 3.3838), steps=5)
+    page.mouse.up()
+    value = editor.pull().keyframes[1][1]
+    assert abs(value - 3.38) < 0.1 and round(value, 1) == value, "snapped to 0.1 on a 0–10 range"
+    readout = page.get_by_test_id("readout").inner_text()
+    assert readout == f"value at step 10: {value:g}"
+    ticks = page.locator("[data-testid=plot] text").all_text_contents()
+    assert all(len(t.split(".")[-1]) <= 2 for t in ticks if "." in t)
+
+
+def test_typed_step_and_value_edit_the_selected_keyframe(editor):
+    page = editor.page
+    assert page.get_by_test_id("kf-value").is_disabled(), "nothing selected: nothing to type into"
+    page.mouse.move(*plot_point(editor, 10, 8.0))
+    page.mouse.down()
+    page.mouse.up()
+    assert page.get_by_test_id("kf-step").input_value() == "10"
+    assert page.get_by_test_id("kf-value").input_value() == "8"
+    page.get_by_test_id("kf-value").fill("3.25")
+    page.get_by_test_id("kf-value").press("Enter")
+    assert editor.pull().keyframes == [(0, 2.0), (10, 3.25)], "a typed value is kept as typed"
+    page.get_by_test_id("kf-step").fill("6")
+    page.get_by_test_id("kf-step").press("Enter")
+    assert editor.pull().keyframes == [(0, 2.0), (6, 3.25)]
+    page.get_by_test_id("kf-value").fill("40")
+    page.get_by_test_id("kf-value").press("Enter")
+    assert editor.pull().keyframes == [(0, 2.0), (6, 10.0)], "clamped to value_range"
+
+
+def test_keyboard_nudges_removes_and_deselects(editor):
+    page = editor.page
+    editor.push(keyframes=[(0, 2.0), (5, 5.0), (10, 8.0)])
+    page.mouse.move(*plot_point(editor, 10, 8.0))
+    page.mouse.down()
+    page.mouse.up()
+    root = editor.root
+    root.press("ArrowDown")
+    root.press("Shift+ArrowDown")
+    root.press("ArrowLeft")
+    assert editor.pull().keyframes == [(0, 2.0), (5, 5.0), (9, 6.9)]
+    for _ in range(4):
+        root.press("ArrowLeft")
+    assert editor.pull().keyframes[1:] == [(5, 5.0), (6, 6.9)], "an arrow stops at the neighbour"
+    root.press("Delete")
+    assert editor.pull().keyframes == [(0, 2.0), (5, 5.0)]
+    page.get_by_test_id("kf-0").click()
+    root.press("Escape")
+    assert page.get_by_test_id("kf-step").is_disabled()
+    root.press("Delete")
+    assert editor.pull().keyframes == [(0, 2.0), (5, 5.0)], "Delete with nothing selected removes nothing"
+
+
+def test_label_names_the_axis_and_the_readout(static_widget):
+    h = static_widget(CurveEditor(steps=20, value_range=(0, 12), keyframes=[(0, 9.0), (19, 2.0)], label="cfg"))
+    assert h.page.get_by_test_id("axis-label").text_content() == "cfg"
+    h.page.get_by_test_id("kf-0").click()
+    assert h.page.get_by_test_id("readout").inner_text() == "cfg at step 0: 9"
+    h.screenshot("static_curve_editor_cfg")

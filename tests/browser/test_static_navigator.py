@@ -93,3 +93,22 @@ def test_thumbnails_show_on_the_pad(static_widget, navigator_state):
         img = h.page.get_by_test_id(f"anchor-{k}").locator("img")
         assert img.evaluate("(e) => e.complete && e.naturalWidth > 0")
     h.screenshot("static_navigator")
+
+
+def test_each_thumbnail_has_its_label_under_it(static_widget, navigator_state):
+    h = static_widget(navigator_state)
+    assert navigator_state.anchor_labels == ["seed 1", "seed 2", "seed 3", "seed 4"]
+    frame = h.root.bounding_box()
+    for k, label in enumerate(navigator_state.anchor_labels):
+        caption = h.page.get_by_test_id(f"anchor-label-{k}")
+        assert caption.inner_text() == label and caption.is_visible()
+        thumb, box = h.page.get_by_test_id(f"anchor-{k}").bounding_box(), caption.bounding_box()
+        assert box["y"] >= thumb["y"] + thumb["height"] - 1, "the label sits under its thumbnail"
+        assert box["x"] < thumb["x"] + thumb["width"] and box["x"] + box["width"] > thumb["x"]
+        assert frame["x"] <= box["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"]
+    legend = h.page.get_by_test_id("legend").bounding_box()
+    bottom = max(h.page.get_by_test_id(f"anchor-label-{k}").bounding_box()["y"] + 14 for k in range(4))
+    assert legend["y"] >= bottom, "the legend starts below the bottom captions"
+    h.push(anchor_labels=["red circle", "blue square", "seed 3", "seed 4"])
+    assert h.page.get_by_test_id("anchor-label-1").inner_text() == "blue square"
+    h.screenshot("static_navigator_labels")

@@ -1,5 +1,8 @@
 """compare(): paired prompts × seeds per variant, NFE per image, mean ± standard error, aligned table."""
 
+import importlib
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -28,3 +31,48 @@ def test_variants_see_the_same_prompts_and_seeds(tiny_session):
 def test_seeds_must_be_consecutive(tiny_session):
     with pytest.raises(InvalidArgumentError, match="consecutive"):
         compare(tiny_session, ["a"], {"x": {}}, seeds=[0, 2], metric=brightness)
+
+
+class RecordingSession:
+    """Stands in for Session.generate: one grey image per seed, and the options of every call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompt, **options):
+        from PIL import Image
+
+        self.calls.append(options)
+        return SimpleNamespace(images=[Image.new("RGB", (8, 8), "gray")] * options["batch_size"], nfe=1)
+
+
+@pytest.fixture
+def bars(monkeypatch):
+    """The progress bars compare makes, kept to read their counts after they close."""
+    compare_module = importlib.import_module("difftech_lab.automation.compare")  # the package re-exports the function
+    made = []
+
+    class Kept(compare_module.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.shown = not kwargs.get("disable")  # tqdm sets .disable on close
+            made.append(self)
+
+    monkeypatch.setattr(compare_module, "tqdm", Kept)
+    return made
+
+
+def test_one_progress_bar_counts_variants_times_prompts(bars, capsys):
+    session = RecordingSession()
+    compare(session, ["a", "b", "c"], {"x": {}, "y": {"cfg": 2.0}}, seeds=range(2), metric=brightness)
+    (bar,) = bars
+    assert (bar.total, bar.n, bar.shown) == (6, 6, True)
+    assert "compare" in capsys.readouterr().err  # outside a notebook tqdm writes to stderr
+    assert [call["progress"] for call in session.calls] == [False] * 6, "no bar per generation under compare's"
+
+
+def test_progress_false_shows_no_bar(bars, capsys):
+    session = RecordingSession()
+    compare(session, ["a"], {"x": {}}, metric=brightness, progress=False)
+    assert not bars[0].shown and capsys.readouterr().err == ""
+    assert session.calls[0]["progress"] is False

@@ -168,3 +168,17 @@ def test_a_real_img2img_is_profiled_step_by_step(tiny_session, profilers):
                                 steps=4, strength=0.5, cfg=3.0)
     assert report.steps == 2 and profilers[0].step_num == 2
     assert report.result.recipe.technique == "img2img"
+
+
+def test_thinning_the_memory_samples_keeps_every_peak():
+    """A trace holds far more allocator events than a chart needs; a short spike must survive the thinning."""
+    n = 10 * profile_module.MAX_MEMORY_SAMPLES
+    spikes = {1234: 10_000_000, 7777: 9_000_000}
+    events = [{"name": "[memory]", "ph": "i", "ts": float(k), "pid": 1, "tid": 1,
+               "args": {"Total Allocated": spikes.get(k, 1000 + k % 7), "Device Type": 0, "Device Id": -1}}
+              for k in range(n)]
+    _, memory = profile_module._spans_and_memory(events)
+    assert len(memory) <= profile_module.MAX_MEMORY_SAMPLES + 2
+    assert max(m.allocated for m in memory) == 10_000_000
+    assert {m.t_ms * 1e3 for m in memory} >= {1234.0, 7777.0}
+    assert [m.t_ms for m in memory] == sorted(m.t_ms for m in memory)

@@ -51,3 +51,18 @@ def test_changing_steps_keeps_keyframes_at_the_same_fraction():
 
 def test_repr_is_stable():
     assert repr(CurveEditor(steps=3)) == "CurveEditor(steps=3, 2 keyframes)"
+
+
+def test_values_for_resamples_the_curve_to_another_step_count():
+    editor = CurveEditor(steps=5, value_range=(0, 10), keyframes=[(0, 1.0), (2, 9.0), (4, 1.0)])
+    assert editor.values_for(5) == editor.values
+    assert editor.values_for(9) == [1.0, 3.0, 5.0, 7.0, 9.0, 7.0, 5.0, 3.0, 1.0]   # same fractions of the run
+    assert editor.values_for(1) == [1.0] and editor.steps == 5
+    assert curve_values(editor.values_for(30), 30) == editor.values_for(30)
+    with pytest.raises(InvalidArgumentError, match="steps"):
+        editor.values_for(0)
+
+
+def test_label_names_the_value():
+    assert CurveEditor(label="cfg").label == "cfg"
+    assert CurveEditor().label == "value"

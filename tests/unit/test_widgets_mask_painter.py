@@ -1,11 +1,12 @@
-"""MaskPainter's Python side: sizes, mask validation, area resize to latent size."""
+"""MaskPainter's Python side: sizes, default brush, mask validation, clear/invert/feather, area resize to latent
+size."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from difftech_lab.errors import InvalidArgumentError, ShapeError
-from difftech_lab.images import from_png_bytes
+from difftech_lab.images import blur_mask, from_png_bytes
 from difftech_lab.widgets.mask_painter import MaskPainter
 
 
@@ -71,3 +72,62 @@ def test_set_image_of_another_size_starts_a_blank_mask_and_same_size_keeps_it():
     assert painter.mask.max() == 1.0 and from_png_bytes(painter.image).getpixel((0, 0)) == (255, 0, 0)
     painter.set_image(Image.new("RGB", (6, 3)))
     assert painter.mask.shape == (3, 6) and painter.mask.max() == 0.0
+
+
+def test_default_brush_is_an_eighth_of_the_shorter_side():
+    assert MaskPainter(Image.new("RGB", (64, 48))).brush_size == 6
+    assert MaskPainter(width=512, height=768).brush_size == 64
+    assert MaskPainter(width=4, height=3).brush_size == 1
+    assert MaskPainter(width=64, height=64, brush_size=20).brush_size == 20
+
+
+def test_default_brush_follows_a_new_picture_but_a_chosen_one_stays():
+    painter = MaskPainter(width=64, height=64)
+    painter.set_image(Image.new("RGB", (256, 128)))
+    assert painter.brush_size == 16
+    painter.brush_size = 5
+    painter.set_image(Image.new("RGB", (64, 64)))
+    assert painter.brush_size == 5
+
+
+def test_clear_and_invert_change_the_mask_without_a_browser():
+    painter = MaskPainter(width=4, height=2)
+    painter.mask = np.array([[0, 0.25, 1, 1]] * 2)
+    painter.invert()
+    assert painter.mask[0].tolist() == [1.0, 0.75, 0.0, 0.0] and painter.mask.dtype == np.float32
+    painter.clear()
+    assert painter.mask.shape == (2, 4) and painter.mask.max() == 0.0
+
+
+def test_feather_is_the_gaussian_blur_of_the_inpainting_helpers():
+    painter = MaskPainter(width=32, height=32, feather_radius=2)
+    square = np.zeros((32, 32), np.float32)
+    square[8:24, 8:24] = 1
+    painter.mask = square
+    painter.feather()
+    np.testing.assert_array_equal(painter.mask, blur_mask(square, 2))
+    assert 0 < painter.mask[8, 16] < 1 and painter.mask[16, 16] == 1.0
+    painter.mask = square
+    painter.feather(5)
+    np.testing.assert_array_equal(painter.mask, blur_mask(square, 5))
+    with pytest.raises(InvalidArgumentError, match="feather radius"):
+        painter.feather(-1)
+
+
+def test_toolbar_requests_run_the_methods_and_other_messages_are_ignored():
+    painter = MaskPainter(width=4, height=2)
+    painter._handle_custom_msg({"request": "invert"}, [])
+    assert painter.mask.min() == 1.0
+    painter._handle_custom_msg({"request": "feather"}, [])
+    painter._handle_custom_msg({"request": "clear"}, [])
+    assert painter.mask.max() == 0.0
+    painter._handle_custom_msg({"request": "format the disk"}, [])
+    painter._handle_custom_msg("invert", [])
+    assert painter.mask.max() == 0.0 and painter.error == ""
+
+
+def test_a_failing_request_shows_in_the_widget(monkeypatch):
+    painter = MaskPainter(width=4, height=2)
+    monkeypatch.setattr("difftech_lab.widgets.mask_painter.blur_mask", lambda mask, radius: 1 / 0)
+    painter._handle_custom_msg({"request": "feather"}, [])     # ipywidgets logs it, as a kernel would
+    assert painter.error.startswith("ZeroDivisionError")

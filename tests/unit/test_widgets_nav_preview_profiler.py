@@ -214,6 +214,29 @@ def test_navigator_render_error_is_shown_in_the_widget():
 
 # --------------------------------------------------------------------------------------------- StepPreview
 
+class _SettingsSession(FakeSession):
+    """FakeSession whose Results carry ``recipe.settings`` as Session's do, a cfg curve kept as given."""
+
+    def generate(self, prompt, *args, cfg=7.0, **kwargs):
+        curve = list(cfg) if isinstance(cfg, (list, tuple)) else None
+        result = super().generate(prompt, *args, cfg=curve[0] if curve else cfg, **kwargs)
+        result.recipe.settings = SimpleNamespace(cfg=curve or result.recipe.cfg, steps=result.recipe.steps)
+        return result
+
+
+def _press_stop_at(preview, session, step):
+    """Press Stop while step ``step``'s preview is made (the session then cancels after that step)."""
+    made, preview_of = [], session.preview
+
+    def preview_then_stop(latents):
+        made.append(1)
+        if len(made) == step + 1:
+            preview.stop_request += 1
+        return preview_of(latents)
+
+    session.preview = preview_then_stop
+
+
 def _events(steps=4, shape=(1, 4, 8, 8)):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     return [StepEvent(i=i, steps=steps, sigma=float(steps - i), sigma_hat=float(steps - i), x=x * (steps - i),
@@ -248,7 +271,7 @@ def test_step_preview_scales_x_t_to_unit_variance():
 def test_step_preview_run_uses_the_session_preview_and_keeps_the_result():
     from difftech_lab.widgets.step_preview import StepPreview
 
-    session = FakeSession()
+    session = _SettingsSession()
     preview = StepPreview(session)
     preview.run("a cat", steps=5, cfg=2.0)
     assert preview.wait(10)
@@ -263,7 +286,7 @@ def test_step_preview_run_uses_the_session_preview_and_keeps_the_result():
 def test_step_preview_branch_keeps_earlier_frames_and_changes_later_ones():
     from difftech_lab.widgets.step_preview import StepPreview
 
-    session = FakeSession()
+    session = _SettingsSession()
     preview = StepPreview(session)
     preview.run("a cat", steps=5, cfg=2.0)
     assert preview.wait(10)
@@ -278,6 +301,42 @@ def test_step_preview_branch_keeps_earlier_frames_and_changes_later_ones():
     assert len(preview.x0_frames) == 5 and session.calls[-1]["cfg"] == 9.0
     assert [e.i for e in preview.result.trajectory] == [0, 1, 2, 3, 4]
     assert preview.result.trajectory[1] is parent.trajectory[1]
+    # the run it came from stays, for the A/B view: its Result and its final x̂0
+    assert preview.original is parent and preview.original_x0 == before[-1]
+    assert preview.step == 4, "a finished branch shows its last step"
+
+
+def test_step_preview_branch_cfg_starts_at_the_runs_own():
+    from difftech_lab.widgets.step_preview import StepPreview
+
+    preview = StepPreview(_SettingsSession())
+    preview.run("a cat", steps=3, cfg=3.0)
+    assert preview.wait(10)
+    assert preview.branch_cfg == 3.0
+    preview.run("a cat", steps=3, cfg=[4.5, 2.0, 1.0])
+    assert preview.wait(10)
+    assert preview.branch_cfg == 4.5, "a cfg curve: its first value"
+
+
+def test_step_preview_new_run_clears_the_branch_settings_and_comparison():
+    from difftech_lab.widgets.step_preview import StepPreview
+
+    session = _SettingsSession()
+    preview = StepPreview(session)
+    preview.run("a cat", steps=4, cfg=3.0)
+    assert preview.wait(10)
+    preview.branch_prompt, preview.branch_cfg = "a dog", 11.0
+    preview.branch(1)
+    assert preview.wait(10) and preview.branched_from == 1 and preview.original_x0
+    preview.run("a bird", steps=4, cfg=2.0)
+    assert preview.wait(10)
+    assert preview.branch_prompt == "" and preview.branch_cfg == 2.0
+    assert preview.branched_from == -1 and preview.original is None and preview.original_x0 == b""
+    # a run shown through the callback is a new run too
+    session.generate("a fish", steps=4, callback=preview)
+    preview.branch_prompt = "a cow"
+    session.generate("a fish", steps=4, callback=preview)
+    assert preview.branch_prompt == ""
 
 
 def test_step_preview_branch_without_a_run_is_reported_in_the_widget():
@@ -290,15 +349,23 @@ def test_step_preview_branch_without_a_run_is_reported_in_the_widget():
         StepPreview().run("x")
 
 
-def test_step_preview_stop_cancels_the_run():
+def test_step_preview_stop_keeps_the_frames_made_without_an_error():
     from difftech_lab.widgets.step_preview import StepPreview
 
-    session = FakeSession()
+    session = _SettingsSession()
     preview = StepPreview(session)
-    preview.stop_request += 1
-    preview.run("a cat", steps=4)
+    _press_stop_at(preview, session, 2)
+    preview.run("a cat", steps=6)
     assert preview.wait(10)
-    assert "CancelledError" in preview.error and not preview.running
+    assert preview.error == "" and not preview.running
+    assert preview.stopped_at == 2 and len(preview.x0_frames) == 3 and preview.step == 2
+    assert preview.sigmas == [1.0, 1 / 2, 1 / 3]
+    assert preview.result is None
+    preview.branch_request += 1
+    assert "stopped at step 3" in preview.error
+    preview.run("a cat", steps=6)
+    assert preview.wait(10)
+    assert preview.stopped_at == -1 and len(preview.x0_frames) == 6 and preview.error == ""
 
 
 # -------------------------------------------------------------------------------------------- ProfilerView
@@ -349,3 +416,11 @@ def test_step_preview_callback_error_reaches_the_widget_and_the_caller():
     with pytest.raises(ShapeError):
         preview(_events(2)[0])
     assert "latent has 3 channels" in preview.error
+
+
+def test_profiler_view_row_limit_is_at_least_one_row():
+    from difftech_lab.widgets.profiler_view import ProfilerView
+
+    view = ProfilerView(_report(), row_limit=1)
+    with pytest.raises(Exception, match="row_limit"):
+        view.row_limit = 0

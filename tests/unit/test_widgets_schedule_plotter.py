@@ -136,3 +136,17 @@ def test_show_result_overlays_the_used_sigmas_in_order():
     p = SchedulePlotter(result=Result())
     assert p.used["sigma"] == [10.0, 4.0, 6.0, 1.0, 0.0] and p.used["color"] == "#000"
     assert p.used["log_snr"][2] == pytest.approx(-2 * math.log(6.0)) and p.used["log_snr"][-1] is None
+
+
+def test_flow_log_snr_is_two_log_of_signal_over_noise():
+    p = SchedulePlotter(FlowMatch(shift=3.0), steps=4)
+    assert p.flow and not SchedulePlotter(steps=4).flow
+    flow = by_name(p)["flow"]
+    assert flow["sigma"][0] == 1.0 and flow["log_snr"][0] is None and flow["log_snr"][-1] is None
+    for s, lam in zip(flow["sigma"][1:-1], flow["log_snr"][1:-1]):
+        assert lam == pytest.approx(2 * math.log((1 - s) / s))
+
+    class Result:
+        sigmas_used = [1.0, 0.5, 0.0]
+    p.show_result(Result())
+    assert p.used["log_snr"] == [None, 0.0, None]

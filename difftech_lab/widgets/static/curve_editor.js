@@ -1,6 +1,8 @@
 // CurveEditor: keyframes move here while dragging; they sync at drag end.
 
-const PLOT_W = 480, PLOT_H = 200, PAD = { l: 44, r: 12, t: 22, b: 28 };
+const PLOT_W = 480, PLOT_H = 200, PAD = { l: 56, r: 12, t: 22, b: 28 };
+// Keyframes at the ends of the range sit this far inside the axes, so their dots never cover a tick label
+const INSET = 10;
 const DOUBLE_MS = 400;
 const NS = "http://www.w3.org/2000/svg";
 
@@ -10,6 +12,28 @@ function el(tag, attrs = {}, text) {
   if (text !== undefined) node.textContent = text;
   return node;
 }
+
+// SVG text in the theme's muted colour (presentation attributes do not resolve var())
+function label(attrs, text) {
+  const node = el("text", { "font-size": 10, ...attrs }, text);
+  node.style.fill = "var(--dtl-fg-muted, #666)";
+  return node;
+}
+
+// The snap increment of a value range: the 1-2-5 step nearest above 1/150 of it (0.1 for 0–15, 0.01 for 0–1),
+// fine enough to place a keyframe by mouse, coarse enough that values read as typed.
+function snapStep(lo, hi) {
+  const raw = (hi - lo) / 150, p = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw);
+}
+
+function snapValue(v, lo, hi) {
+  const step = snapStep(lo, hi), digits = Math.max(0, -Math.floor(Math.log10(step)));
+  const snapped = Math.min(hi, Math.max(lo, Math.round(v / step) * step));
+  return +snapped.toFixed(digits);
+}
+
+const show2 = (v) => String(+v.toFixed(2));
 
 // Per-step values, linear between keyframes and constant outside them (numpy.interp's rule), for display.
 function interpolate(keyframes, steps) {
@@ -32,25 +56,46 @@ function render({ model, el: host }) {
   let selected = -1;
   let drag = null;
 
-  const plot = el("svg", { "data-testid": "plot", width: PLOT_W, height: PLOT_H, viewBox: `0 0 ${PLOT_W} ${PLOT_H}` });
+  const plot = el("svg", { "data-testid": "plot", width: PLOT_W, height: PLOT_H, viewBox: `0 0 ${PLOT_W} ${PLOT_H}`,
+    class: "dtl-stage" });
   plot.style.cursor = "crosshair";
-  plot.style.background = "#fff";
-  plot.style.border = "1px solid #bbb";
+  plot.style.background = "var(--dtl-bg, #fff)";
   capturePointer(plot);
-  const readout = h("span", { "data-testid": "readout", style: { color: "#444", fontFamily: "monospace", marginLeft: "8px" } });
-  const del = h("button", { "data-testid": "delete", onclick: () => remove(selected) }, "delete keyframe");
-  root.append(plot, h("div", { style: { marginTop: "4px" } }, [del, readout]));
+  const readout = h("span", { "data-testid": "readout", class: "dtl-mono dtl-muted" });
+  const del = h("button", { "data-testid": "delete", onclick: () => remove(selected), title: "Delete or Backspace" },
+    "delete keyframe");
+  const stepInput = h("input", { "data-testid": "kf-step", type: "number", step: "1", min: "0", style: { width: "4em" } });
+  const valueInput = h("input", { "data-testid": "kf-value", type: "number", style: { width: "5.5em" } });
+  const valueLabel = h("span");
+  onCommit(stepInput, () => {
+    const s = parseInt(stepInput.value, 10);
+    if (selected < 0 || !Number.isFinite(s)) return;
+    place(Math.min(steps() - 1, Math.max(0, s)), keyframes[selected][1]);
+    draw(); sync();
+  });
+  onCommit(valueInput, () => {
+    const v = parseFloat(valueInput.value);
+    if (selected < 0 || !Number.isFinite(v)) return;
+    const [lo, hi] = range();
+    keyframes[selected] = [keyframes[selected][0], Math.min(hi, Math.max(lo, v))];   // typed values stay exact
+    draw(); sync();
+  });
+  root.append(plot, h("div", { class: "dtl-toolbar" }, [
+    h("label", {}, ["step ", stepInput]), h("label", {}, [valueLabel, " ", valueInput]), del, readout]));
 
   const steps = () => model.get("steps");
   const range = () => model.get("value_range");
-  const xOf = (s) => PAD.l + (steps() > 1 ? s / (steps() - 1) : 0.5) * (PLOT_W - PAD.l - PAD.r);
-  const yOf = (v) => { const [lo, hi] = range(); return PLOT_H - PAD.b - (v - lo) / (hi - lo) * (PLOT_H - PAD.t - PAD.b); };
+  const xOf = (s) => PAD.l + INSET + (steps() > 1 ? s / (steps() - 1) : 0.5) * (PLOT_W - PAD.l - PAD.r - 2 * INSET);
+  const yOf = (v) => {
+    const [lo, hi] = range();
+    return PLOT_H - PAD.b - INSET - (v - lo) / (hi - lo) * (PLOT_H - PAD.t - PAD.b - 2 * INSET);
+  };
   function fromPoint(e) {
     const [x, y] = localPoint(plot, e, PLOT_W, PLOT_H);
     const [lo, hi] = range(), n = steps();
-    const s = Math.round((x - PAD.l) / (PLOT_W - PAD.l - PAD.r) * (n - 1));
-    const v = lo + (PLOT_H - PAD.b - y) / (PLOT_H - PAD.t - PAD.b) * (hi - lo);
-    return [Math.min(n - 1, Math.max(0, s)), Math.min(hi, Math.max(lo, v))];
+    const s = Math.round((x - PAD.l - INSET) / (PLOT_W - PAD.l - PAD.r - 2 * INSET) * (n - 1));
+    const v = lo + (PLOT_H - PAD.b - INSET - y) / (PLOT_H - PAD.t - PAD.b - 2 * INSET) * (hi - lo);
+    return [Math.min(n - 1, Math.max(0, s)), snapValue(v, lo, hi)];
   }
 
   function sync() {
@@ -60,20 +105,23 @@ function render({ model, el: host }) {
 
   function draw() {
     plot.replaceChildren();
-    const [lo, hi] = range(), n = steps();
+    const [lo, hi] = range(), n = steps(), name = model.get("label");
     for (let k = 0; k <= 4; k++) {
       const v = lo + (hi - lo) * k / 4, y = yOf(v);
-      plot.append(el("line", { x1: PAD.l, x2: PLOT_W - PAD.r, y1: y, y2: y, stroke: "#eee" }),
-                  el("text", { x: PAD.l - 4, y: y + 4, "text-anchor": "end", "font-size": 10, fill: "#666" }, +v.toFixed(2)));
+      const grid = el("line", { x1: PAD.l, x2: PLOT_W - PAD.r, y1: y, y2: y });
+      grid.style.stroke = "var(--dtl-border-soft, #eee)";
+      plot.append(grid, label({ x: PAD.l - 4, y: y + 4, "text-anchor": "end", "data-testid": "y-tick" }, show2(v)));
     }
     const tick = Math.max(1, Math.ceil(n / 10));
     for (let s = 0; s < n; s += tick) {
-      plot.append(el("text", { x: xOf(s), y: PLOT_H - PAD.b + 14, "text-anchor": "middle", "font-size": 10, fill: "#666" }, s));
+      plot.append(label({ x: xOf(s), y: PLOT_H - PAD.b + 14, "text-anchor": "middle", "data-testid": "x-tick" }, s));
     }
-    plot.append(el("text", { x: PLOT_W - PAD.r, y: PLOT_H - 2, "text-anchor": "end", "font-size": 10, fill: "#666" }, "step"),
-                el("text", { x: 4, y: 4, "font-size": 10, fill: "#666", "dominant-baseline": "hanging" }, model.get("label")),
-                el("text", { x: PLOT_W - PAD.r, y: 4, "text-anchor": "end", "font-size": 10, fill: "#999",
-                  "dominant-baseline": "hanging" }, "click: add · drag: move · double-click: delete"));
+    const cy = (PAD.t + PLOT_H - PAD.b) / 2;
+    plot.append(label({ x: PLOT_W - PAD.r, y: PLOT_H - 2, "text-anchor": "end" }, "step"),
+                label({ x: 12, y: cy, "text-anchor": "middle", transform: `rotate(-90 12 ${cy})`, "font-size": 11,
+                        "data-testid": "axis-label" }, name),
+                label({ x: PLOT_W - PAD.r, y: 4, "text-anchor": "end", "dominant-baseline": "hanging" },
+                      "click: add · drag: move · double-click or Delete: remove · arrows: nudge"));
     const values = interpolate(keyframes, n);
     plot.append(el("polyline", { points: values.map((v, s) => `${xOf(s)},${yOf(v)}`).join(" "),
       fill: "none", stroke: "#1f77b4", "stroke-width": 2, "data-testid": "curve" }));
@@ -83,11 +131,18 @@ function render({ model, el: host }) {
         stroke: "#d62728", "stroke-width": 2, "data-testid": `kf-${i}`, "data-step": s, "data-value": v });
       dot.style.cursor = "grab";
       dot.addEventListener("pointerdown", (e) => start(e, i));
+      dot.append(el("title", {}, `step ${s}: ${name} ${show2(v)}`));
       plot.append(dot);
     });
     const [s, v] = keyframes[selected] || [];
-    readout.textContent = selected >= 0 ? `step ${s}: ${v.toFixed(3)}` : `${keyframes.length} keyframes`;
+    readout.textContent = selected >= 0 ? `${name} at step ${s}: ${show2(v)}` : `${keyframes.length} keyframes`;
+    valueLabel.textContent = name;
     del.disabled = selected < 0 || keyframes.length < 2;
+    stepInput.disabled = valueInput.disabled = selected < 0;
+    stepInput.max = String(n - 1);
+    valueInput.min = String(lo); valueInput.max = String(hi); valueInput.step = String(snapStep(lo, hi));
+    if (document.activeElement !== stepInput) stepInput.value = selected >= 0 ? String(s) : "";
+    if (document.activeElement !== valueInput) valueInput.value = selected >= 0 ? show2(v) : "";
   }
 
   // A second press on the same keyframe within DOUBLE_MS deletes it (the redraw after the first press
@@ -96,6 +151,7 @@ function render({ model, el: host }) {
   function start(e, index) {
     if (e.button !== 0) return;
     e.preventDefault(); e.stopPropagation();
+    root.focus({ preventScroll: true });   // so Delete and the arrows reach the widget after a click
     const now = performance.now();
     if (lastPress.index === index && now - lastPress.time < DOUBLE_MS) {
       lastPress = { index: -1, time: 0 };
@@ -109,7 +165,7 @@ function render({ model, el: host }) {
     draw();
   }
 
-  // The dragged keyframe replaces any other at the step it lands on.
+  // The moved keyframe replaces any other at the step it lands on.
   function place(step, value) {
     const others = keyframes.filter((_, i) => i !== selected && keyframes[i][0] !== step);
     const kf = [step, value];
@@ -150,9 +206,30 @@ function render({ model, el: host }) {
   };
   plot.addEventListener("pointerup", end);
   plot.addEventListener("pointercancel", end);
+
+  // Keys on the selected keyframe: ←/→ one step, ↑/↓ one snap increment (Shift: ten), Delete removes it,
+  // Escape deselects. The inputs stop their own keys (onCommit), so typing there never moves a keyframe.
   root.tabIndex = 0;
+  // the plot's frame, not a ring round the whole widget, shows that the keys reach it
+  root.style.outline = "none";
+  root.addEventListener("focus", () => { plot.style.borderColor = "var(--dtl-accent, #1976d2)"; });
+  root.addEventListener("blur", () => { plot.style.borderColor = ""; });
   root.addEventListener("keydown", (e) => {
-    if (e.key === "Delete" || e.key === "Backspace") { e.preventDefault(); e.stopPropagation(); remove(selected); }
+    const [lo, hi] = range(), big = e.shiftKey ? 10 : 1;
+    const nudge = {
+      ArrowLeft: ([s, v]) => [Math.max(0, s - 1), v],
+      ArrowRight: ([s, v]) => [Math.min(steps() - 1, s + 1), v],
+      ArrowUp: ([s, v]) => [s, snapValue(v + big * snapStep(lo, hi), lo, hi)],
+      ArrowDown: ([s, v]) => [s, snapValue(v - big * snapStep(lo, hi), lo, hi)],
+    }[e.key];
+    if (e.key === "Delete" || e.key === "Backspace") remove(selected);
+    else if (e.key === "Escape" && selected >= 0) { selected = -1; draw(); }
+    else if (nudge && selected >= 0) {
+      const [s, v] = nudge(keyframes[selected]);
+      // an arrow never pushes a keyframe onto its neighbour (a drag does replace, on purpose)
+      if (!keyframes.some(([k], i) => k === s && i !== selected)) { place(s, v); draw(); sync(); }
+    } else return;
+    e.preventDefault(); e.stopPropagation();
   });
 
   function fromModel() {

@@ -1,6 +1,6 @@
 // LatentNavigator: the point moves here; it syncs to Python at most once per animation frame and at drag end.
 
-const NUDGE = 0.02, NUDGE_BIG = 0.1, THUMB = 44;
+const NUDGE = 0.02, NUDGE_BIG = 0.1, THUMB = 44, CAPTION = 130, CAPTION_H = 18;
 const LETTERS = "ABCD";
 const clamp01 = (v) => Math.min(1, Math.max(0, v));
 
@@ -23,14 +23,20 @@ function render({ model, el }) {
   capturePointer(pad);
   const anchorEls = model.get("anchor_positions").map((_, k) => {
     const img = h("img", { draggable: "false", style: { width: "100%", height: "100%", imageRendering: "pixelated",
-      display: "block", background: "#ccc" } });
+      display: "block", background: "var(--jp-layout-color2, #ccc)" } });
     const tag = h("span", { style: { position: "absolute", left: "2px", top: "0", color: "white", fontWeight: "bold",
       textShadow: "0 0 2px black" } }, LETTERS[k]);
+    // under the thumbnail, so the anchors can be told apart without matching letters against the legend
+    const caption = h("div", { "data-testid": `anchor-label-${k}`, style: { position: "absolute", top: "100%",
+      marginTop: "2px", maxWidth: `${CAPTION}px`, overflow: "hidden", textOverflow: "ellipsis", whiteSpace: "nowrap",
+      fontSize: "var(--jp-ui-font-size0, 11px)", lineHeight: "14px", padding: "0 3px", borderRadius: "2px",
+      color: "var(--jp-ui-font-color1, #222)", background: "var(--jp-layout-color1, #fff)",
+      border: "1px solid var(--jp-border-color2, #ddd)" } });
     const box = h("div", { "data-testid": `anchor-${k}`, style: { position: "absolute", width: `${THUMB}px`,
-      height: `${THUMB}px`, marginLeft: `${-THUMB / 2}px`, marginTop: `${-THUMB / 2}px`, border: "2px solid #333",
-      pointerEvents: "none" } }, [img, tag]);
+      height: `${THUMB}px`, marginLeft: `${-THUMB / 2}px`, marginTop: `${-THUMB / 2}px`,
+      border: "2px solid var(--jp-ui-font-color1, #333)", pointerEvents: "none" } }, [img, tag, caption]);
     pad.append(box);
-    return { box, img };
+    return { box, img, caption };
   });
   pad.append(marker);
 
@@ -45,25 +51,37 @@ function render({ model, el }) {
     return s;
   };
   const noiseBlend = select("noise-blend", "noise_blend"), embeddingBlend = select("embedding-blend", "embedding_blend");
-  const legend = h("div", { "data-testid": "legend", style: { color: "#333", marginTop: `${THUMB / 2 + 4}px` } });
+  const legend = h("div", { "data-testid": "legend", style: { color: "var(--jp-ui-font-color2, #555)",
+    marginTop: `${THUMB / 2 + 4 + CAPTION_H}px` } });
   const side = h("div", { style: { marginTop: `${THUMB / 2 + 4}px`, marginLeft: "8px" } }, [preview, norm, weights, status,
     h("label", {}, ["noise ", noiseBlend]), h("label", { style: { marginLeft: "8px" } }, ["prompt ", embeddingBlend])]);
-  // the padding leaves room for the thumbnails that overhang the pad's corners
+  // the padding (and the legend's margin) leaves room for the thumbnails that overhang the pad's corners
   const padFrame = h("div", { style: { padding: `${THUMB / 2 + 4}px` } }, [pad, legend]);
   root.append(h("div", { style: { display: "flex", alignItems: "flex-start" } }, [padFrame, side]));
 
   function layout() {
     const size = model.get("display_size");
     for (const e of [pad, preview]) { e.style.width = `${size}px`; e.style.height = `${size}px`; }
+    legend.style.maxWidth = `${size}px`;  // wraps under the pad rather than pushing the preview aside
     const pos = model.get("anchor_positions");
-    pos.forEach(([x, y], k) => { anchorEls[k].box.style.left = `${x * 100}%`; anchorEls[k].box.style.top = `${y * 100}%`; });
+    const labels = model.get("anchor_labels");
+    pos.forEach(([x, y], k) => {
+      const { box, caption } = anchorEls[k];
+      box.style.left = `${x * 100}%`;
+      box.style.top = `${y * 100}%`;
+      caption.textContent = labels[k] || "";
+      caption.title = labels[k] || "";
+      // a caption grows away from the pad's nearer side edge, so it stays within the frame's padding
+      Object.assign(caption.style, x < 0.4 ? { left: "-2px", right: "", transform: "" }
+        : x > 0.6 ? { left: "", right: "-2px", transform: "" } : { left: "50%", right: "", transform: "translateX(-50%)" });
+    });
     svg.setAttribute("viewBox", "0 0 1 1");
     svg.setAttribute("preserveAspectRatio", "none");
     const c = pos.reduce(([a, b], [x, y]) => [a + x / pos.length, b + y / pos.length], [0, 0]);
     const ring = pos.slice().sort((p, q) => Math.atan2(p[1] - c[1], p[0] - c[0]) - Math.atan2(q[1] - c[1], q[0] - c[0]));
     svg.innerHTML = `<polygon points="${ring.map((p) => p.join(",")).join(" ")}" fill="rgba(80,120,200,0.08)"` +
       ` stroke="#7a9cd6" stroke-width="0.006" />`;
-    legend.textContent = model.get("anchor_labels").map((l, k) => `${LETTERS[k]}: ${l}`).join("   ");
+    legend.textContent = model.get("anchor_labels").map((l, k) => `${LETTERS[k]}: ${l}`).join(" · ");
   }
   function drawPoint() {
     marker.style.left = `${point[0] * 100}%`;
@@ -151,6 +169,7 @@ function render({ model, el }) {
   model.on("change:thumbnails", showThumbnails);
   model.on("change:display_size", layout);
   model.on("change:anchor_positions", layout);
+  model.on("change:anchor_labels", layout);
   for (const key of ["norm", "typical_norm", "weights", "busy", "noise_blend", "embedding_blend"]) {
     model.on(`change:${key}`, readouts);
   }

@@ -1,4 +1,5 @@
-// MaskPainter: strokes, undo/redo, clear, invert and feather run here; the mask syncs at stroke end.
+// MaskPainter: strokes and undo/redo run here and the mask syncs at stroke end. Clear, invert and feather are
+// the Python methods, asked for by message, so the buttons and a call from the kernel give the same mask.
 
 const UNDO_DEPTH = 30;
 
@@ -10,25 +11,13 @@ function coverage(d, r, soft) {
   return t * t * (3 - 2 * t);
 }
 
-// Separable box blur, three passes ≈ a Gaussian of σ ≈ r (the usual fast feather).
-function boxBlur(src, w, h, r) {
-  let a = Float32Array.from(src), b = new Float32Array(src.length);
-  const pass = (from, to, n, stride, lines, lineStride) => {
-    for (let l = 0; l < lines; l++) {
-      const base = l * lineStride;
-      for (let i = 0; i < n; i++) {
-        let sum = 0, count = 0;
-        for (let k = Math.max(0, i - r); k <= Math.min(n - 1, i + r); k++) { sum += from[base + k * stride]; count++; }
-        to[base + i * stride] = sum / count;
-      }
-    }
-  };
-  for (let p = 0; p < 3; p++) {
-    pass(a, b, w, 1, h, w);
-    pass(b, a, h, w, w, 1);
-  }
-  return a;
+// The next brush size for `[` (dir -1) and `]` (dir +1): a quarter bigger or smaller, at least one pixel.
+function stepBrush(size, dir, max) {
+  const next = dir > 0 ? Math.max(size + 1, Math.round(size * 1.25)) : Math.min(size - 1, Math.round(size / 1.25));
+  return Math.min(max, Math.max(1, next));
 }
+
+const sameMask = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
 
 function render({ model, el }) {
   const root = widgetRoot(el, model, "mask-painter");
@@ -36,7 +25,7 @@ function render({ model, el }) {
   let mask = new Float32Array(W * H);
   let undo = [], redo = [];
   let sent = null;         // the value we last set, so its change echo is not taken for a kernel update
-  let stroke = null;       // {base, cover, last}
+  let stroke = null;       // {base, cover, last, keptRedo}
   let frame = 0;
   let hasImage = () => false;
 
@@ -44,42 +33,56 @@ function render({ model, el }) {
     style: { position: "absolute", left: 0, top: 0, width: "100%", height: "100%", pointerEvents: "none" } });
   const canvas = h("canvas", { "data-testid": "canvas",
     style: { position: "absolute", left: 0, top: 0, width: "100%", height: "100%", cursor: "crosshair" } });
-  // The brush outline follows the pointer, so size and position are visible before painting.
+  // The brush outline follows the pointer, so size and position are visible before painting; white inside
+  // black reads on any picture.
   const ring = h("div", { "data-testid": "brush-ring",
     style: { position: "absolute", border: "1px solid #fff", outline: "1px solid #000", borderRadius: "50%",
              pointerEvents: "none", display: "none", boxSizing: "border-box" } });
-  const stage = h("div", { "data-testid": "stage",
-    style: { position: "relative", background: "#000", border: "1px solid #999", overflow: "hidden" } }, [bg, canvas, ring]);
+  // Focusable, so the keyboard shortcuts reach it; capturePointer keeps clicks from focusing it on their own.
+  const stage = h("div", { "data-testid": "stage", class: "dtl-stage", tabindex: "0",
+    "aria-label": "mask: [ and ] brush size, X paint/erase, Ctrl+Z undo, Ctrl+Shift+Z redo, Escape cancel stroke",
+    style: { position: "relative", overflow: "hidden" } }, [bg, canvas, ring]);
   capturePointer(canvas);
   const ctx = canvas.getContext("2d");
 
-  const button = (id, label, onclick) => h("button", { "data-testid": id, onclick, style: { marginRight: "4px" } }, label);
-  const modeBtn = button("mode", "", () => { model.set("mode", model.get("mode") === "paint" ? "erase" : "paint"); model.save_changes(); });
-  const softBtn = button("soft", "", () => { model.set("soft", !model.get("soft")); model.save_changes(); });
-  const numeric = (id, key, attrs, parse) => {
-    const input = h("input", { "data-testid": id, type: "range", ...attrs, style: { width: "90px", verticalAlign: "middle" } });
-    input.addEventListener("change", () => { model.set(key, parse(input.value)); model.save_changes(); });
-    return input;
-  };
-  const size = numeric("size", "brush_size", { min: 1, max: 128, step: 1 }, (v) => parseInt(v, 10));
-  const opacity = numeric("opacity", "opacity", { min: 0, max: 1, step: 0.05 }, parseFloat);
-  const readout = h("span", { "data-testid": "readout", style: { marginLeft: "6px", color: "#555" } });
-  const toolbar = h("div", { style: { margin: "4px 0", display: "flex", flexWrap: "wrap", alignItems: "center", gap: "4px" } }, [
-    modeBtn, softBtn, h("label", {}, ["size ", size]), h("label", {}, [" opacity ", opacity]),
-    button("undo", "undo", () => restore(undo, redo)),
-    button("redo", "redo", () => restore(redo, undo)),
-    button("clear", "clear", () => edit(() => mask.fill(0))),
-    button("invert", "invert", () => edit(() => { for (let i = 0; i < mask.length; i++) mask[i] = 1 - mask[i]; })),
-    button("feather", "feather", () => edit(() => { mask = boxBlur(mask, W, H, model.get("feather_radius")); })),
-    readout,
+  const button = (id, label, onclick, title) => h("button", { "data-testid": id, onclick, title }, label);
+  // Fixed widths: the label changes with the state, and the controls after it must not move.
+  const modeBtn = button("mode", "", () => toggleMode(), "paint or erase (X)");
+  const softBtn = button("soft", "", () => { model.set("soft", !model.get("soft")); model.save_changes(); },
+    "hard or soft brush edge");
+  modeBtn.style.width = "6.5em";
+  softBtn.style.width = "4.5em";
+  const size = slider(model, "brush_size", { label: "size", min: 1, max: 64, step: 1, testid: "size",
+    format: (v) => `${v} px` });
+  const opacity = slider(model, "opacity", { label: "opacity", min: 0, max: 1, step: 0.05,
+    format: (v) => v.toFixed(2) });
+  const feather = slider(model, "feather_radius", { label: "feather σ", min: 1, max: 16, step: 1,
+    testid: "feather-radius", format: (v) => `${v} px` });
+  // Kernel-side edits: the new mask comes back as a change of `mask` (fromModel keeps it undoable).
+  const request = (name) => () => model.send({ request: name });
+  // Two rows, the brush and then the whole mask, so neither wraps at an arbitrary control.
+  const toolbar = h("div", { "data-testid": "toolbar" }, [
+    h("div", { class: "dtl-toolbar" }, [modeBtn, softBtn, size.el, opacity.el]),
+    h("div", { class: "dtl-toolbar" }, [
+      button("undo", "undo", () => restore(undo, redo), "undo (Ctrl+Z)"),
+      button("redo", "redo", () => restore(redo, undo), "redo (Ctrl+Shift+Z)"),
+      button("clear", "clear", request("clear"), "erase everything"),
+      button("invert", "invert", request("invert"), "swap painted and unpainted"),
+      feather.el,
+      button("feather", "feather", request("feather"), "blur the mask's edges by feather σ"),
+    ]),
   ]);
-  root.append(toolbar, stage);
+  const readout = h("div", { "data-testid": "readout", class: "dtl-small dtl-muted dtl-mono",
+    style: { marginTop: "2px" } });
+  root.append(toolbar, stage, readout);
 
   function layout() {
     const s = model.get("display_size") / Math.max(W, H);
     stage.style.width = `${Math.round(W * s)}px`;
     stage.style.height = `${Math.round(H * s)}px`;
     if (canvas.width !== W || canvas.height !== H) { canvas.width = W; canvas.height = H; }
+    size.setRange(1, Math.max(16, Math.round(Math.max(W, H) / 2)));
+    feather.setRange(1, Math.max(4, Math.round(Math.min(W, H) / 4)));
   }
 
   // Over an image the mask is a translucent magenta overlay (alpha follows strength); on a blank canvas it
@@ -108,12 +111,15 @@ function render({ model, el }) {
     if (undo.length > UNDO_DEPTH) undo.shift();
     redo = [];
   }
-  function edit(fn) { pushUndo(); fn(); draw(); sync(); }
   function restore(from, to) {
     if (!from.length) return;
     to.push(Float32Array.from(mask));
     mask = from.pop();
     draw(); sync();
+  }
+  function toggleMode() {
+    model.set("mode", model.get("mode") === "paint" ? "erase" : "paint");
+    model.save_changes();
   }
 
   // Stroke coverage is the max over stamps, so overlapping stamps inside one stroke don't stack up.
@@ -142,10 +148,12 @@ function render({ model, el }) {
 
   canvas.addEventListener("pointerdown", (e) => {
     if (e.button !== 0) return;
+    stage.focus({ preventScroll: true });
     canvas.setPointerCapture(e.pointerId);
+    const keptRedo = redo;
     pushUndo();
     const [x, y] = localPoint(canvas, e, W, H);
-    stroke = { base: Float32Array.from(mask), cover: new Float32Array(W * H), last: [x, y] };
+    stroke = { base: Float32Array.from(mask), cover: new Float32Array(W * H), last: [x, y], keptRedo };
     stamp(x, y);
     requestDraw();
   });
@@ -154,8 +162,10 @@ function render({ model, el }) {
     Object.assign(ring.style, { display: "block", width: `${d}px`, height: `${d}px`,
       left: `${e.clientX - r.left - d / 2}px`, top: `${e.clientY - r.top - d / 2}px` });
   }
-  canvas.addEventListener("pointerleave", () => { ring.style.display = "none"; });
+  let pointer = null;      // the last pointer event over the canvas, to resize the ring when the brush changes
+  canvas.addEventListener("pointerleave", () => { ring.style.display = "none"; pointer = null; });
   canvas.addEventListener("pointermove", (e) => {
+    pointer = e;
     moveRing(e);
     if (!stroke) return;
     e.preventDefault(); e.stopPropagation();
@@ -171,27 +181,56 @@ function render({ model, el }) {
   canvas.addEventListener("pointerup", end);
   canvas.addEventListener("pointercancel", end);
 
+  // Mask, undo and redo go back to how they were before the stroke.
+  function cancelStroke() {
+    mask = stroke.base;
+    undo.pop();
+    redo = stroke.keptRedo;
+    stroke = null;
+    draw();
+  }
+
+  stage.addEventListener("keydown", (e) => {
+    const mod = e.ctrlKey || e.metaKey, key = e.key.toLowerCase();
+    if (e.key === "Escape" && stroke) cancelStroke();
+    else if (!mod && (e.key === "[" || e.key === "]")) {
+      model.set("brush_size", stepBrush(model.get("brush_size"), e.key === "]" ? 1 : -1, Number(size.input.max)));
+      model.save_changes();
+    } else if (!mod && key === "x" && !stroke) toggleMode();
+    else if (mod && key === "z" && !stroke) restore(...(e.shiftKey ? [redo, undo] : [undo, redo]));
+    else if (mod && key === "y" && !stroke) restore(redo, undo);
+    else return;
+    e.preventDefault(); e.stopPropagation();
+  });
+
+  // A mask from the kernel (a Python assignment, or the result of clear/invert/feather) replaces the one
+  // shown; the one it replaces becomes an undo step, so any change can be taken back here.
   function fromModel() {
     const value = model.get("mask");
     if (value === sent || stroke) return;   // our own echo, or a stroke in progress that will overwrite it
     const a = decodeArray(value);
-    W = model.get("width"); H = model.get("height");
+    const w = model.get("width"), hh = model.get("height");
+    const next = a && a.array.length === w * hh ? Float32Array.from(a.array) : new Float32Array(w * hh);
+    if (w !== W || hh !== H) { undo = []; redo = []; }
+    else if (!sameMask(mask, next)) pushUndo();
+    W = w; H = hh;
     layout();
-    mask = a && a.array.length === W * H ? Float32Array.from(a.array) : new Float32Array(W * H);
+    mask = next;
     draw();
   }
   function controls() {
-    modeBtn.textContent = model.get("mode") === "paint" ? "✎ paint" : "⌫ erase";
+    const paint = model.get("mode") === "paint";
+    modeBtn.textContent = paint ? "✎ paint" : "⌫ erase";
+    modeBtn.setAttribute("aria-pressed", String(!paint));
     softBtn.textContent = model.get("soft") ? "soft" : "hard";
-    size.value = model.get("brush_size");
-    opacity.value = model.get("opacity");
+    if (pointer) moveRing(pointer);
   }
 
   model.on("change:mask", fromModel);
   model.on("change:width", fromModel);
   model.on("change:height", fromModel);
   model.on("change:display_size", () => { layout(); draw(); });
-  for (const key of ["mode", "soft", "brush_size", "opacity"]) model.on(`change:${key}`, controls);
+  for (const key of ["mode", "soft", "brush_size"]) model.on(`change:${key}`, controls);
   layout();
   hasImage = bindImage(bg, model, draw);
   controls(); fromModel();
