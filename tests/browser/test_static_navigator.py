@@ -112,3 +112,11 @@ def test_each_thumbnail_has_its_label_under_it(static_widget, navigator_state):
     h.push(anchor_labels=["red circle", "blue square", "seed 3", "seed 4"])
     assert h.page.get_by_test_id("anchor-label-1").inner_text() == "blue square"
     h.screenshot("static_navigator_labels")
+
+
+def test_the_pad_and_readouts_follow_the_theme(static_widget, navigator_state):
+    h = static_widget(navigator_state, theme="dark")
+    background = h.style(h.page.get_by_test_id("pad"), "background-image")
+    assert background.count("linear-gradient") == 2
+    assert h.style(h.page.get_by_test_id("pad"), "background-color") == "rgb(33, 33, 33)"  # --jp-layout-color1
+    assert h.style(h.page.get_by_test_id("norm"), "color") == "rgba(255, 255, 255, 0.87)"

@@ -16,9 +16,12 @@ function render({ model, el }) {
     position: "absolute", width: "14px", height: "14px", marginLeft: "-7px", marginTop: "-7px", borderRadius: "50%",
     background: "#e0245e", border: "2px solid white", boxShadow: "0 0 0 1px #333", pointerEvents: "none" } });
   const pad = h("div", { "data-testid": "pad", tabindex: "0", title: "drag, or use the arrow keys (shift: bigger steps)",
-    style: { position: "relative", border: "1px solid #999", cursor: "crosshair", outline: "none", flex: "none",
-             background: "#f7f7f7 linear-gradient(#0000 calc(50% - .5px), #ddd 0 calc(50% + .5px), #0000 0)," +
-                         " linear-gradient(90deg, #0000 calc(50% - .5px), #ddd 0 calc(50% + .5px), #0000 0)" } },
+    style: { position: "relative", border: "1px solid var(--jp-border-color1, #999)", cursor: "crosshair",
+             outline: "none", flex: "none",
+             // the midlines; a background's colour goes in its last layer, or the whole declaration is dropped
+             background: "linear-gradient(#0000 calc(50% - .5px), var(--jp-border-color2, #ddd) 0 calc(50% + .5px), #0000 0)," +
+                         " linear-gradient(90deg, #0000 calc(50% - .5px), var(--jp-border-color2, #ddd) 0 calc(50% + .5px)," +
+                         " #0000 0), var(--jp-layout-color1, #f7f7f7)" } },
     [svg]);
   capturePointer(pad);
   const anchorEls = model.get("anchor_positions").map((_, k) => {
@@ -41,10 +44,11 @@ function render({ model, el }) {
   pad.append(marker);
 
   const preview = h("img", { "data-testid": "preview", draggable: "false", "data-version": "0",
-    style: { imageRendering: "pixelated", border: "1px solid #999", display: "block", background: "#eee" } });
+    style: { imageRendering: "pixelated", border: "1px solid var(--jp-border-color1, #999)", display: "block",
+             background: "var(--jp-layout-color2, #eee)" } });
   const norm = h("div", { "data-testid": "norm", style: { fontFamily: "monospace", marginTop: "4px" } });
-  const weights = h("div", { "data-testid": "weights", style: { fontFamily: "monospace", color: "#555" } });
-  const status = h("div", { "data-testid": "status", style: { color: "#888", height: "1.2em" } });
+  const weights = h("div", { "data-testid": "weights", style: { fontFamily: "monospace", color: "var(--jp-ui-font-color2, #555)" } });
+  const status = h("div", { "data-testid": "status", style: { color: "var(--jp-ui-font-color2, #888)", height: "1.2em" } });
   const select = (id, key) => {
     const s = h("select", { "data-testid": id }, ["slerp", "linear"].map((v) => h("option", { value: v }, v)));
     s.addEventListener("change", () => { model.set(key, s.value); model.save_changes(); });
@@ -157,7 +161,7 @@ function render({ model, el }) {
   function readouts() {
     const n = model.get("norm"), d = model.get("typical_norm");
     norm.textContent = d ? `‖z‖ ${n.toFixed(2)} · √d ${d.toFixed(2)} · ratio ${(n / d).toFixed(3)}` : "";
-    norm.style.color = d && Math.abs(n / d - 1) > 0.05 ? "#b00020" : "#222";
+    norm.style.color = d && Math.abs(n / d - 1) > 0.05 ? "var(--jp-error-color1, #b00020)" : "var(--jp-ui-font-color1, #222)";
     weights.textContent = "w " + (model.get("weights") || []).map((w, k) => `${LETTERS[k]}=${w.toFixed(2)}`).join(" ");
     status.textContent = model.get("busy") ? "rendering…" : "";
     noiseBlend.value = model.get("noise_blend");
