@@ -68,13 +68,18 @@ def from_pixels(pixels: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in array]
 
 
-def to_mask(mask: Any, width: int, height: int) -> np.ndarray:
-    """A float32 ``(height, width)`` mask in [0, 1] from an array, tensor or (greyscale) PIL image."""
+def mask_array(mask: Any) -> np.ndarray:
+    """A float32 array from an array, tensor or (greyscale) PIL image (scaled to [0, 1]), size unchecked."""
     if isinstance(mask, Image.Image):
         mask = np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
     elif isinstance(mask, torch.Tensor):
         mask = mask.detach().float().cpu().numpy()
-    mask = np.asarray(mask, dtype=np.float32).squeeze()
+    return np.asarray(mask, dtype=np.float32).squeeze()
+
+
+def to_mask(mask: Any, width: int, height: int) -> np.ndarray:
+    """A float32 ``(height, width)`` mask in [0, 1] from an array, tensor or (greyscale) PIL image."""
+    mask = mask_array(mask)
     if mask.shape != (height, width):
         raise ShapeError(f"mask has shape {mask.shape}, but the image is {height}×{width} (H×W); give a mask of "
                          "the image's size (MaskPainter(image).mask is)")

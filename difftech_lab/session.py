@@ -19,6 +19,7 @@ from .recipe import Recipe
 from .result import Result, read_recipe
 from .sampling.settings import RUN_OPTIONS, RunOptions, check_seed, check_size, documents_settings
 from .techniques import branch as _branch
+from .techniques import differential as _differential
 from .techniques import img2img as _img2img
 from .techniques import txt2img as _txt2img
 from .techniques.base import replay
@@ -170,6 +171,16 @@ class Session:
         """
         return _img2img.inpaint(self, image, mask, prompt, negative_prompt, strength=strength, mask_blur=mask_blur,
                                 composite=composite, **options)
+
+    @documents_settings
+    def differential(self, image, strength_map=None, prompt: str | Embedding = "", negative_prompt: str = "", *,
+                     keep_map=None, mask_blur: float | None = None, composite: bool = True, **options) -> Result:
+        """Differential diffusion (Levin & Fried 2023): img2img with a per-pixel strength ``strength_map`` (H×W in
+        [0, 1] at image size, 1 = change fully, 0 = keep), or the other convention through ``keep_map`` (1 = keep).
+        Works with every sampler; a constant map c is img2img at strength c. With ``composite`` the original
+        pixels are pasted back where the map is 0 (outside its ``mask_blur``)."""
+        return _differential.differential(self, image, strength_map, prompt, negative_prompt, keep_map=keep_map,
+                                          mask_blur=mask_blur, composite=composite, **options)
 
     def branch(self, result: Result, step: int, **overrides) -> Result:
         """Re-run the steps from ``step`` on, from the state stored in ``result``'s trajectory (generate it with

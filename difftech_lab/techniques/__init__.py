@@ -15,7 +15,8 @@ from ..errors import UnknownNameError
 TECHNIQUES: dict = {}
 
 # technique name -> module that defines it, so a recipe finds its technique without importing them all
-BUILTIN = {"txt2img": "txt2img", "img2img": "img2img", "inpaint": "img2img", "branch": "branch"}
+BUILTIN = {"txt2img": "txt2img", "img2img": "img2img", "inpaint": "img2img", "branch": "branch",
+           "differential": "differential"}
 
 
 def register(cls):
