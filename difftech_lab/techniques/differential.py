@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgumentError
-from ..images import blur_mask, composite, mask_array, resize_mask, to_mask
+from ..images import mask_array, resize_mask, to_mask
 from . import get_technique, register
-from .img2img import Img2Img
+from .img2img import Img2Img, compositing_blur, keep_original_outside
 
 
 def schedule_fraction(sigmas: torch.Tensor, sigma: float) -> float:
@@ -68,10 +68,8 @@ class Differential(Img2Img):
         if params.strength_map is None:
             raise InvalidArgumentError("differential needs a strength map: an (H, W) array at image size in [0, 1]")
         strength_map = to_mask(params.strength_map, settings.width, settings.height)
-        blur = 4.0 * min(settings.width, settings.height) / 512 if params.mask_blur is None else params.mask_blur
-        if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0 <= blur <= 64:
-            raise InvalidArgumentError(f"mask_blur {blur!r} must be a number of pixels in [0, 64]")
-        return replace(params, strength_map=strength_map, mask_blur=float(blur), composite=bool(params.composite))
+        return replace(params, strength_map=strength_map, mask_blur=compositing_blur(params.mask_blur, settings),
+                       composite=bool(params.composite))
 
     def plan(self, session, settings, params):
         plan, init, noise = self.noised_plan(session, settings, params)
@@ -79,9 +77,8 @@ class Differential(Img2Img):
         strength = resize_mask(params.strength_map, settings.height // f, settings.width // f).to(session.device)
         plan.wrappers.append(lambda inner: ChangeByStrength(inner, session.model_sampling, strength, init, noise,
                                                             plan.sigmas))
-        if params.composite:
-            changed = blur_mask((params.strength_map > 0).astype(np.float32), params.mask_blur)
-            plan.after_decode.append(lambda images: [composite(im, params.image, changed) for im in images])
+        if params.composite:  # every pixel of strength > 0 may change; the rest keeps the original
+            keep_original_outside(plan, params.image, (params.strength_map > 0).astype(np.float32), params.mask_blur)
         return plan
 
 

@@ -96,12 +96,8 @@ class Inpaint(Img2Img):
         if not mask.any():
             raise InvalidArgumentError("the mask is all zero, so nothing would be regenerated; paint the region to "
                                        "change (MaskPainter(image).mask) or use img2img to change the whole image")
-        blur = params.mask_blur
-        if blur is None:
-            blur = 4.0 * min(settings.width, settings.height) / 512
-        if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0 <= blur <= 64:
-            raise InvalidArgumentError(f"mask_blur {blur!r} must be a number of pixels in [0, 64]")
-        return replace(params, mask=mask, mask_blur=float(blur), composite=bool(params.composite))
+        return replace(params, mask=mask, mask_blur=compositing_blur(params.mask_blur, settings),
+                       composite=bool(params.composite))
 
     def plan(self, session, settings, params) -> Plan:
         plan, init, noise = self.noised_plan(session, settings, params)
@@ -109,9 +105,23 @@ class Inpaint(Img2Img):
         mask = resize_mask(params.mask, settings.height // f, settings.width // f).to(session.device)
         plan.wrappers.append(lambda inner: KeepRegion(inner, session.model_sampling, mask, init, noise))
         if params.composite:
-            keep = blur_mask(params.mask, params.mask_blur)
-            plan.after_decode.append(lambda images: [composite(im, params.image, keep) for im in images])
+            keep_original_outside(plan, params.image, params.mask, params.mask_blur)
         return plan
+
+
+def compositing_blur(blur, settings) -> float:
+    """The compositing blur in pixels: as given, or A1111's 4 px scaled from 512 px to the image's shorter side."""
+    if blur is None:
+        blur = 4.0 * min(settings.width, settings.height) / 512
+    if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0 <= blur <= 64:
+        raise InvalidArgumentError(f"mask_blur {blur!r} must be a number of pixels in [0, 64]")
+    return float(blur)
+
+
+def keep_original_outside(plan, original, changed, blur: float) -> None:
+    """Paste ``original``'s pixels back wherever the mask ``changed`` (blurred by ``blur`` px) is 0, after decoding."""
+    mask = blur_mask(changed, blur)
+    plan.after_decode.append(lambda images: [composite(im, original, mask) for im in images])
 
 
 class KeepRegion:
