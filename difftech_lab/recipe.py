@@ -157,6 +157,8 @@ def array_from_dict(data: dict) -> np.ndarray:
 _V1_SETTINGS = ("width", "height", "steps", "sampler", "sampler_options", "schedule", "schedule_options", "cfg",
                 "cfg_rescale", "threshold", "seed", "batch_size", "clip_skip")
 _V1_DEFAULTS = {"width": 64, "height": 64, "cfg": 7.0}  # where version 1's defaults differ from Settings'
+# Version-1 recipes carry no weights hash; the only bundled weights that release shipped were these.
+_V1_BUNDLED = ("tiny-shapes", "9c98aa7f3943")
 _V1_FIELDS = {*_V1_SETTINGS, "mode", "prompt", "negative_prompt", "strength", "init_image", "mask", "noise",
               "prompt_embedding", "branch", "model", "version"}
 
@@ -165,7 +167,8 @@ def upgrade_v1(data: dict) -> dict:
     """A version-1 recipe (one flat record with per-mode fields) as a version-2 dict.
 
     Version 1 inpainting kept the decoded pixels as the decoder gave them, so its recipes run with
-    ``composite=False`` and reproduce bit for bit.
+    ``composite=False`` and reproduce bit for bit. A recipe naming the bundled model gets the weights hash of the
+    bundled model of that release, so running it on a later bundled model warns.
     """
     unknown = sorted(set(data) - _V1_FIELDS)
     if unknown:
@@ -180,7 +183,7 @@ def upgrade_v1(data: dict) -> dict:
         parent = upgrade_v1(data["branch"]["parent"])
         changed = {k: params[k] for k in ("prompt", "negative_prompt") if params[k] != parent["params"].get(k)}
         return {"version": RECIPE_VERSION, "technique": "branch", "model": data.get("model", ""),
-                "settings": settings,
+                "model_hash": _v1_hash(data), "settings": settings,
                 "params": {"parent": parent, "step": data["branch"]["step"], "overrides": changed}}
     if mode == "txt2img":
         params["noise"] = {"$tensor": data["noise"]} if data.get("noise") else None
@@ -190,5 +193,9 @@ def upgrade_v1(data: dict) -> dict:
             params.update(mask={"$array": data["mask"]}, mask_blur=0.0, composite=False)
     else:
         raise InvalidArgumentError(f"recipe mode {mode!r} is not one version 1 wrote")
-    return {"version": RECIPE_VERSION, "technique": mode, "model": data.get("model", ""), "settings": settings,
-            "params": params}
+    return {"version": RECIPE_VERSION, "technique": mode, "model": data.get("model", ""), "model_hash": _v1_hash(data),
+            "settings": settings, "params": params}
+
+
+def _v1_hash(data: dict) -> str:
+    return _V1_BUNDLED[1] if data.get("model") == _V1_BUNDLED[0] else ""

@@ -6,6 +6,7 @@ scorer (``metrics``) reads images back against it, so neither has to depend on t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -40,20 +41,32 @@ _PREPOSITION = {"left": "on the", "right": "on the", "centre": "in the"}  # ever
 
 @dataclass(frozen=True)
 class ObjectSpec:
-    """One object of a scene: what the caption says about it."""
+    """One object of a scene: what the caption says about it (``None``: the caption leaves it open, so any)."""
 
-    size: str
-    colour: str
-    shape: str
-    position: str
+    size: str | None
+    colour: str | None
+    shape: str | None
+    position: str | None
 
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """A whole scene: its objects in caption order and its background."""
+    """A whole scene: its objects in caption order and its background (``None``: any)."""
 
     objects: tuple[ObjectSpec, ...]
-    background: str
+    background: str | None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every attribute is named, as in a rendered scene."""
+        return self.background is not None and all(None not in (o.size, o.colour, o.shape, o.position)
+                                                   for o in self.objects)
+
+
+def scene_key(spec: SceneSpec) -> str:
+    """The scene itself, whatever order a caption lists its objects in: the unit the evaluation split holds out."""
+    objects = sorted(f"{o.size} {o.colour} {o.shape} {o.position}" for o in spec.objects)
+    return " | ".join(objects) + f" / {spec.background}"
 
 
 def object_phrase(obj: ObjectSpec) -> str:
@@ -62,34 +75,127 @@ def object_phrase(obj: ObjectSpec) -> str:
 
 
 def caption(spec: SceneSpec) -> str:
-    """The one caption the grammar gives a scene."""
+    """The one canonical caption of a complete scene."""
     return " and ".join(object_phrase(o) for o in spec.objects) + f" on a {spec.background} background"
 
 
+# Free phrasing: how people write the same scene. Spellings per canonical word, and how often the free grammar
+# leaves each attribute out (an attribute left out means "any", never "several").
+SPELLINGS = {"gray": ("gray", "grey"), "centre": ("centre", "center", "middle"), "big": ("big", "large"),
+             "small": ("small", "little")}
+GENERIC_NOUN = "shape"  # "a red shape": colour named, shape left open
+_DROP = {"size": 0.4, "position": 0.25, "background": 0.3, "colour": 0.08, "shape": 0.08}
+_WORD = re.compile(r"[a-z]+|,")
+
+
+def tokens(text: str) -> list[str]:
+    """Words and commas, lower-cased: one token each in the bundled tokenizer."""
+    return _WORD.findall(text.lower())
+
+
+def free_caption(spec: SceneSpec, rng: np.random.Generator) -> tuple[str, SceneSpec, list[int]]:
+    """A freely phrased caption of a complete scene: the text, the spec it names, and each object's last token.
+
+    Attributes are left out at random (never colour and shape together), spellings and prepositions vary, objects
+    are joined by "and" or commas, and the case varies. The last-token indices count words and commas with the
+    start-of-text token at 0, so they index the text encoder's states directly.
+    """
+    words: list[str] = []
+    named, ends = [], []
+
+    def pick(options):
+        return options[int(rng.integers(len(options)))]
+
+    def spell(word):
+        return pick(SPELLINGS.get(word, (word,)))
+
+    for i, obj in enumerate(spec.objects):
+        if i:
+            words += pick([["and"], [","], [",", "and"]])
+        drop = {k: rng.random() < p for k, p in _DROP.items()}
+        if drop["colour"] and drop["shape"]:
+            drop["shape"] = False
+        size, colour, shape, position = (None if drop[k] else getattr(obj, k)
+                                         for k in ("size", "colour", "shape", "position"))
+        phrase = [spell(w) for w in (size, colour) if w] + [shape or GENERIC_NOUN]
+        if rng.random() < 0.85:
+            phrase.insert(0, "an" if phrase[0][0] in "aeiou" else "a")
+        if position:
+            where = spell(position).split() if position != "centre" else [spell("centre")]
+            lead = pick([[_PREPOSITION.get(position, "at the")]] * 3 + [["on the"], ["at the"], [","]])[0]
+            phrase += lead.split() + where
+        words += phrase
+        ends.append(len(words))
+        named.append(ObjectSpec(size, colour, shape, position))
+    background = None if rng.random() < _DROP["background"] else spec.background
+    if background:
+        words += pick([["on", "a", "{}", "background"]] * 2 + [["on", "{}"], [",", "{}", "background"]])
+        words = [spell(background) if w == "{}" else w for w in words]
+    text = " ".join(words).replace(" ,", ",")
+    style = rng.random()
+    if style < 0.1:
+        text = text.title()
+    elif style < 0.3:
+        text = text[0].upper() + text[1:]
+    return text, SceneSpec(tuple(named), background), ends
+
+
+# What each word of a free prompt means to the parser: (attribute, canonical value); None for words that only join.
+_LEXICON: dict[str, tuple[str, str] | None] = {w: None for w in ("a", "an", "the", "on", "at", "in", "and", ",",
+                                                                   "background", GENERIC_NOUN)}
+for _kind, _values in (("size", SIZES), ("colour", COLOURS), ("shape", SHAPES), ("background", BACKGROUNDS)):
+    _LEXICON.update({w: (_kind, v) for v in _values for w in SPELLINGS.get(v, (v,))})
+_LEXICON.update({w: ("position", v) for v in ("top", "bottom", "left", "right", "centre")
+                 for w in SPELLINGS.get(v, (v,))})
+
+
 def parse_caption(text: str) -> SceneSpec:
-    """Invert :func:`caption`; raise :class:`InvalidArgumentError` naming the first word that breaks the grammar."""
-    words = text.strip().lower().split()
-    if len(words) < 4 or words[-4:-2] != ["on", "a"] or words[-1] != "background":
-        raise InvalidArgumentError(f"caption {text!r} must end with 'on a <background> background'")
-    background = words[-2]
-    if background not in BACKGROUNDS:
-        raise InvalidArgumentError(f"unknown background {background!r} in {text!r}; use one of {sorted(BACKGROUNDS)}")
-    objects = [_parse_object(phrase.split(), text) for phrase in " ".join(words[:-4]).split(" and ")]
-    return SceneSpec(tuple(objects), background)
+    """Read a prompt about the shapes world, canonical or freely phrased, into the spec it names.
 
-
-def _parse_object(w: list[str], text: str) -> ObjectSpec:
-    if len(w) < 6 or w[0] != "a":
-        raise InvalidArgumentError(f"object phrase {' '.join(w)!r} in {text!r} must read 'a <size> <colour> <shape> on the <position>'")
-    size, colour, shape, position = w[1], w[2], w[3], " ".join(w[6:])
-    for kind, value, known in (("size", size, SIZES), ("colour", colour, COLOURS), ("shape", shape, SHAPES),
-                               ("position", position, POSITIONS)):
-        if value not in known:
-            raise InvalidArgumentError(f"unknown {kind} {value!r} in {text!r}; use one of {sorted(known)}")
-    obj = ObjectSpec(size, colour, shape, position)
-    if " ".join(w[4:6]) != _PREPOSITION.get(position, "at the"):
-        raise InvalidArgumentError(f"{' '.join(w)!r} in {text!r}: write {object_phrase(obj)!r}")
-    return obj
+    Objects are read left to right: size, colour and the noun (a shape, or "shape" for any) describe the current
+    object and a position may follow it; a describing word that the current object already has starts the next.
+    "top"/"bottom" followed by "left"/"right" is one corner. Attributes a prompt leaves out are ``None`` (any).
+    Raises :class:`InvalidArgumentError` naming a word outside the world's vocabulary or an object with neither
+    colour nor shape.
+    """
+    objects: list[dict] = []
+    background, previous = None, None
+    for word in tokens(text):
+        if word not in _LEXICON:
+            known = sorted(w for w in _LEXICON if w != ",")
+            raise InvalidArgumentError(f"unknown word {word!r} in {text!r}; the shapes world knows {known}")
+        meaning = _LEXICON[word]
+        current = objects[-1] if objects else None
+        if word == GENERIC_NOUN or (meaning and meaning[0] in ("size", "colour", "shape")):
+            kind = "shape" if word == GENERIC_NOUN else meaning[0]
+            if current is None or "noun" in current or kind in current:
+                current = {}
+                objects.append(current)
+            if word != GENERIC_NOUN:
+                current[kind] = meaning[1]
+            if kind == "shape":
+                current["noun"] = True
+        elif meaning and meaning[0] == "position":
+            if current is not None and current.get("position") in ("top", "bottom") and previous in ("top", "bottom") \
+                    and meaning[1] in ("left", "right"):
+                current["position"] += " " + meaning[1]
+            else:
+                if current is None or "position" in current:
+                    current = {}
+                    objects.append(current)
+                current["position"] = meaning[1]
+        elif meaning:  # a background colour
+            if background is not None and background != meaning[1]:
+                raise InvalidArgumentError(f"{text!r} names two backgrounds, {background!r} and {meaning[1]!r}")
+            background = meaning[1]
+        previous = meaning[1] if meaning else word
+    if not objects:
+        raise InvalidArgumentError(f"{text!r} names no object; write e.g. {caption(_EXAMPLE)!r}")
+    for o in objects:
+        if "colour" not in o and "shape" not in o:
+            raise InvalidArgumentError(f"an object in {text!r} has neither colour nor shape; name at least one")
+    return SceneSpec(tuple(ObjectSpec(o.get("size"), o.get("colour"), o.get("shape"), o.get("position"))
+                           for o in objects), background)
 
 
 @lru_cache(maxsize=4)
@@ -130,3 +236,6 @@ def shape_mask(shape: str, cx: float, cy: float, r: float, size: tuple[int, int]
     if shape == "star":
         return _inside_polygon(_star_polygon(cx, cy + r * 0.1, r * 1.15), yy, xx)
     raise InvalidArgumentError(f"unknown shape {shape!r}; use one of {SHAPES}")
+
+
+_EXAMPLE = SceneSpec((ObjectSpec("big", "red", "circle", "left"),), "white")

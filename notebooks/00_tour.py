@@ -49,16 +49,33 @@ print(result)
 result.grid(scale=3)
 
 # %% [markdown]
-# The bundled model comes with an adherence scorer that reads an image back against its prompt: per object
-# colour, shape and position, and the background. It is the measuring instrument of every notebook.
+# The bundled model comes with an adherence scorer that reads an image back against its prompt: how many
+# objects there are, and per object the size, colour, shape and position the prompt names, and the background.
+# `correct` is the strict verdict: the count right and every named attribute right. It is the measuring
+# instrument of every notebook.
 
 # %%
 from difftech_lab.metrics import score
 
-for image in result.images:
-    s = score(image, prompt)
-    o = s.objects[0]
-    print(f"colour {o.colour!s:5}  shape {o.shape!s:5}  position {o.position!s:5}  background {s.background}")
+
+def show_scores(images, prompt):
+    for image in images:
+        s = score(image, prompt)
+        o = s.objects[0]
+        print(f"strict {s.correct!s:5}  objects {len(s.detections)}  size {o.size!s:5}  colour {o.colour!s:5}  "
+              f"shape {o.shape!s:5}  position {o.position!s:5}  background {s.background}")
+
+
+show_scores(result.images, prompt)
+
+# %% [markdown]
+# Prompts need not follow the grammar. An attribute the prompt leaves out means *any* (the scorer shows it as
+# `None`, not scored), and a prompt that names one object gets one object.
+
+# %%
+free = session.generate("red circle, left", steps=20, sampler="euler", cfg=3.0, seed=0, batch_size=4)
+show_scores(free.images, "red circle, left")
+free.grid(scale=3)
 
 # %% [markdown]
 # ## Reproducible by construction

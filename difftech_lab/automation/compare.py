@@ -53,15 +53,29 @@ class Comparison:
 
 
 def adherence(images, prompts) -> dict[str, list[float]]:
-    """Per-image adherence on the bundled model's grammar: object attributes right, background, all right."""
+    """Per-image adherence on the bundled model's world: the strict verdict (count and every named attribute
+    right), the lenient one, the count, and per attribute the share of named objects right (NaN where the prompt
+    names it for no object, e.g. no size; the table's mean skips those)."""
     scores = [score(image, prompt) for image, prompt in zip(images, prompts)]
-    return {
-        "colour": [float(np.mean([o.colour for o in s.objects])) for s in scores],
-        "shape": [float(np.mean([o.shape for o in s.objects])) for s in scores],
-        "position": [float(np.mean([o.position for o in s.objects])) for s in scores],
-        "background": [float(s.background) for s in scores],
-        "all": [float(s.correct) for s in scores],
-    }
+
+    def share(s, attribute):
+        named = [getattr(o, attribute) for o in s.objects if getattr(o, attribute) is not None]
+        return float(np.mean(named)) if named else float("nan")
+
+    out = {"strict": [float(s.correct) for s in scores], "lenient": [float(s.lenient) for s in scores],
+           "count": [float(s.count) for s in scores]}
+    out.update({a: [share(s, a) for s in scores] for a in ("size", "colour", "shape", "position")})
+    out["background"] = [float("nan") if s.background is None else float(s.background) for s in scores]
+    return out
+
+
+def _mean_and_se(values) -> tuple[float, float]:
+    """Mean and standard error over the values that are defined (NaN: not measured for that image)."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
 def compare(session, prompts: list[str], variants: dict[str, dict], *, seeds=(0,), metric=adherence,
@@ -94,7 +108,6 @@ def compare(session, prompts: list[str], variants: dict[str, dict], *, seeds=(0,
                 results.setdefault(name, []).append(result)
             values = metric(images, used)
             names = names or list(values)
-            stats = {m: (float(np.mean(v)), float(np.std(v, ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
-                     for m, v in values.items()}
+            stats = {m: _mean_and_se(v) for m, v in values.items()}
             rows.append(Row(name=name, n=len(images), nfe=float(np.mean(nfe)), metrics=stats))
     return Comparison(rows=rows, metric_names=names, results=results)

@@ -31,6 +31,11 @@ class Patch:
         """A context manager that applies the patch to ``model`` (a ModelBundle) and undoes it on exit."""
         raise NotImplementedError
 
+    def guidance_terms(self, model) -> list:
+        """Guidance terms (``term(x0, context) -> x0``, see ``Guider``) this patch adds to runs on ``model`` while
+        it is entered; most patches add none."""
+        return []
+
     def options(self) -> dict:
         """The keyword arguments that rebuild this patch (what a Recipe records)."""
         return dict(vars(self))
@@ -71,6 +76,13 @@ def patched(session, *patches, **named):
             del session.active_patches[len(session.active_patches) - len(chosen):]
 
 
+def guidance_terms(session, model) -> list:
+    """The guidance terms of the session's active patches, for a run on ``model`` (patches apply to the base model)."""
+    if model is not session.model:
+        return []
+    return [term for patch in session.active_patches for term in patch.guidance_terms(model)]
+
+
 def _patch_class(name: str) -> type:
     if name not in PATCHES:
         raise UnknownNameError("patch", str(name), PATCHES)
@@ -78,4 +90,4 @@ def _patch_class(name: str) -> type:
 
 
 def _load_builtin() -> None:
-    from . import attention  # noqa: F401  (registers itself)
+    from . import attention, freeu, perturbed  # noqa: F401  (each registers itself)

@@ -19,6 +19,7 @@ from ..conditioning.types import Conditioning, CondTerm, Embedding
 from ..errors import CancelledError, NumericalError
 from ..models.denoiser import UNetDenoiser
 from ..models.memory import check_memory
+from ..patches import guidance_terms as patch_guidance_terms
 from ..result import Result
 from .events import StepEvent
 from .guider import Guider
@@ -93,7 +94,8 @@ def run_plan(session, plan: Plan, recipe, run: RunOptions) -> Result:
             denoiser = wrap(denoiser)
         guider = Guider(denoiser, model_sampling=model.model_sampling, conditioning=plan.conditioning,
                         sigmas=plan.sigmas, cfg=settings.cfg, cfg_rescale=settings.cfg_rescale,
-                        threshold=make_threshold(settings.threshold), terms=plan.guidance)
+                        threshold=make_threshold(settings.threshold),
+                        terms=[*plan.guidance, *patch_guidance_terms(session, model)])
         steps = len(plan.sigmas) - 1
         bar = _progress_bar(session.progress if run.progress is None else run.progress, steps - plan.start)
         monitor = _RunMonitor(guider, session.cancel_event, steps=steps, start=plan.start, t0=t0, bar=bar,

@@ -43,11 +43,17 @@ SCHEDULER_CONFIG = dict(
 
 
 def grammar_words() -> list[str]:
-    """Every word the caption grammar uses, each of which gets one token."""
+    """Every word the canonical caption grammar uses, each of which gets one token (the first model's vocabulary)."""
     words = {"a", "and", "on", "the", "at", "in", "background", *scenes.COLOURS, *scenes.BACKGROUNDS,
              *scenes.SHAPES, *scenes.SIZES}
     words |= {w for p in scenes.POSITIONS for w in p.split()}
     return sorted(words)
+
+
+def free_phrasing_words() -> list[str]:
+    """The words free phrasing adds; they get tokens after the grammar's, so the grammar's token ids never move."""
+    spellings = {w for options in scenes.SPELLINGS.values() for w in options}
+    return sorted((spellings | {"an", scenes.GENERIC_NOUN}) - set(grammar_words()))
 
 
 def _byte_alphabet() -> list[str]:
@@ -81,8 +87,12 @@ def _bpe_pieces(word: str, merges: list[str]) -> list[str]:
     return parts
 
 
-def tokenizer_files(words: list[str]) -> tuple[dict[str, int], list[str]]:
-    """CLIP BPE vocabulary and merges: byte fallbacks plus a merge chain that makes each grammar word one token."""
+def tokenizer_files(words: list[str], extra: list[str] = ()) -> tuple[dict[str, int], list[str]]:
+    """CLIP BPE vocabulary and merges: byte fallbacks plus a merge chain that makes each grammar word one token.
+
+    ``extra`` words are appended after the special tokens, each by merging, left to right, the pieces the earlier
+    merges leave it in: the ids and merges of ``words`` stay exactly those of a vocabulary built without them.
+    """
     order = sorted(words, key=len, reverse=True)
     for _ in range(len(order)):  # a word whose chain another word's merges interrupt moves to the front
         merges = list(dict.fromkeys(m for w in order for m in _merge_chain(w)))
@@ -95,19 +105,36 @@ def tokenizer_files(words: list[str]) -> tuple[dict[str, int], list[str]]:
     alphabet = _byte_alphabet()
     pieces = [m.replace(" ", "") for m in merges]
     tokens = list(dict.fromkeys(alphabet + [c + "</w>" for c in alphabet] + pieces)) + [BOS, EOS]
+    for word in extra:
+        parts = _bpe_pieces(word, merges)
+        while len(parts) > 1:
+            merges.append(f"{parts[0]} {parts[1]}")
+            parts[:2] = [parts[0] + parts[1]]
+            if parts[0] not in tokens:
+                tokens.append(parts[0])
+    broken = [w for w in [*words, *extra] if len(_bpe_pieces(w, merges)) != 1]
+    if broken:
+        raise RuntimeError(f"extra words {broken} are not single tokens")
     return {t: i for i, t in enumerate(tokens)}, merges
 
 
-def write_tokenizer(folder: Path) -> CLIPTokenizer:
-    """Write and load the tokenizer whose vocabulary covers the grammar one token per word."""
+def write_tokenizer(folder: Path, free_phrasing: bool = True) -> CLIPTokenizer:
+    """Write and load the tokenizer whose vocabulary covers the grammar (and free phrasing) one token per word;
+    ``free_phrasing=False`` writes the first release's vocabulary."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    vocab, merges = tokenizer_files(grammar_words())
+    vocab, merges = tokenizer_files(grammar_words(), free_phrasing_words() if free_phrasing else [])
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     tok = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=MAX_TOKENS)
     tok.save_pretrained(folder)
     return CLIPTokenizer.from_pretrained(folder)
+
+
+def folder_of(path) -> Path:
+    """A component folder: ``path`` itself when it holds a config (e.g. a release's ``vae/``), else a run's ``model/``."""
+    path = Path(path)
+    return path if (path / "config.json").exists() else path / "model"
 
 
 def build_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:

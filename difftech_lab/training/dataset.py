@@ -9,11 +9,12 @@ import numpy as np
 
 from difftech_lab.errors import InvalidArgumentError
 from difftech_lab.scenes import (BACKGROUNDS, COLOURS, POSITIONS, RESOLUTION, SHAPES, SIZES, ObjectSpec, SceneSpec,
-                                 caption, shape_mask)
+                                 caption, free_caption, object_phrase, parse_caption, scene_key, shape_mask)
 
 ANCHORS = (14.0, 32.0, 50.0)  # pixel centre of each grid column/row
 JITTER = 2.0  # uniform ± pixels around the anchor
-HELD_OUT_MODULUS = 8  # a caption is held out for evaluation when its hash is 0 modulo this
+HELD_OUT_MODULUS = 8  # a scene is held out for evaluation when its hash is 0 modulo this
+FREE_PHRASING = 0.5  # the share of training captions written in free phrasing (the rest canonical)
 
 
 @dataclass
@@ -23,14 +24,24 @@ class Sample:
     image: np.ndarray
     caption: str
     spec: SceneSpec
+    named: SceneSpec  # what the caption says (free phrasing may leave attributes open)
+    ends: list[int]  # each object's last token in the caption (start-of-text = 0)
     boxes: np.ndarray
     masks: np.ndarray
     centres: np.ndarray
 
 
-def is_held_out(text: str) -> bool:
-    """Whether a caption belongs to the evaluation prompts that training never sees (a stable hash rule)."""
-    return int(hashlib.md5(text.encode()).hexdigest()[:8], 16) % HELD_OUT_MODULUS == 0
+def is_held_out(scene: SceneSpec | str) -> bool:
+    """Whether a scene belongs to the evaluation that no training stage sees, in any phrasing or object order.
+
+    The rule hashes the scene (its objects as a set, and its background), not a caption string, so "a red circle
+    on the left and a blue square on the right" and the same two objects listed the other way round fall on the
+    same side. A caption string is parsed first and must name the whole scene.
+    """
+    spec = parse_caption(scene) if isinstance(scene, str) else scene
+    if not spec.complete:
+        raise InvalidArgumentError(f"{scene!r} leaves attributes open; the split is defined on whole scenes")
+    return int(hashlib.md5(scene_key(spec).encode()).hexdigest()[:8], 16) % HELD_OUT_MODULUS == 0
 
 
 def _far_apart(a: str, b: str) -> bool:
@@ -58,8 +69,21 @@ def random_spec(rng: np.random.Generator, n_objects: int | None = None) -> Scene
     return SceneSpec(objects, str(rng.choice(list(BACKGROUNDS))))
 
 
-def render(spec: SceneSpec, rng: np.random.Generator | None = None) -> Sample:
-    """Draw a scene (jittered around the grid anchors when ``rng`` is given) with its boxes and masks."""
+def canonical_ends(spec: SceneSpec) -> list[int]:
+    """Each object's last token in the canonical caption (start-of-text = 0)."""
+    ends, n = [], 0
+    for obj in spec.objects:
+        n += len(object_phrase(obj).split())
+        ends.append(n)
+        n += 1  # "and"
+    return ends
+
+
+def render(spec: SceneSpec, rng: np.random.Generator | None = None, free: bool = False) -> Sample:
+    """Draw a scene (jittered around the grid anchors when ``rng`` is given) with its boxes and masks.
+
+    ``free`` writes the caption in free phrasing (drawn from ``rng`` after the jitter); otherwise it is canonical.
+    """
     image = np.empty((RESOLUTION, RESOLUTION, 3), np.uint8)
     image[:] = BACKGROUNDS[spec.background]
     masks, boxes, centres = [], [], []
@@ -73,16 +97,24 @@ def render(spec: SceneSpec, rng: np.random.Generator | None = None) -> Sample:
         masks.append(m)
         boxes.append([xs.min() / RESOLUTION, ys.min() / RESOLUTION, (xs.max() + 1) / RESOLUTION, (ys.max() + 1) / RESOLUTION])
         centres.append([cx / RESOLUTION, cy / RESOLUTION])
-    return Sample(image, caption(spec), spec, np.array(boxes, np.float32), np.stack(masks), np.array(centres, np.float32))
+    text, named, ends = free_caption(spec, rng) if free and rng is not None else (caption(spec), spec, canonical_ends(spec))
+    return Sample(image, text, spec, named, ends, np.array(boxes, np.float32), np.stack(masks),
+                  np.array(centres, np.float32))
 
 
-def sample(seed: int, n_objects: int | None = None, *, training: bool = True) -> Sample:
-    """The scene for one seed; training samples skip every held-out caption."""
+def sample(seed: int, n_objects: int | None = None, *, training: bool = True, free: bool | None = None) -> Sample:
+    """The scene for one seed; training samples skip every held-out scene and mix canonical and free captions.
+
+    ``free`` forces the caption style; by default training samples are free with probability ``FREE_PHRASING``
+    and other samples canonical.
+    """
     rng = np.random.default_rng(seed)
     while True:
         spec = random_spec(rng, n_objects)
-        if not training or not is_held_out(caption(spec)):
-            return render(spec, rng)
+        if not training or not is_held_out(spec):
+            if free is None:
+                free = training and rng.random() < FREE_PHRASING
+            return render(spec, rng, free)
 
 
 def batch(seed: int, n: int, n_objects: int | None = None) -> tuple[np.ndarray, list[str]]:
@@ -92,13 +124,22 @@ def batch(seed: int, n: int, n_objects: int | None = None) -> tuple[np.ndarray, 
 
 
 def held_out_specs(n_objects: int, count: int) -> list[SceneSpec]:
-    """The fixed evaluation prompts with ``n_objects`` objects: the first ``count`` held-out captions of a fixed stream."""
+    """The fixed evaluation scenes with ``n_objects`` objects: the first ``count`` distinct held-out scenes of a fixed
+    stream (there are 216 held-out single-object scenes)."""
     rng = np.random.default_rng(20_000 + n_objects)
     specs, seen = [], set()
-    while len(specs) < count:
+    for _ in range(1_000_000):
         spec = random_spec(rng, n_objects)
-        text = caption(spec)
-        if is_held_out(text) and text not in seen:
-            seen.add(text)
+        if is_held_out(spec) and scene_key(spec) not in seen:
+            seen.add(scene_key(spec))
             specs.append(spec)
-    return specs
+            if len(specs) == count:
+                return specs
+    raise InvalidArgumentError(f"only {len(specs)} held-out scenes with {n_objects} objects; ask for at most that many")
+
+
+def held_out_free_prompts(n_objects: int, count: int) -> list[tuple[str, SceneSpec]]:
+    """Free-phrasing evaluation prompts: held-out scenes written by the free grammar with a fixed stream, as
+    (text, the spec the text names). The canonical sets use other draws of the same held-out scenes."""
+    rng = np.random.default_rng(30_000 + n_objects)
+    return [free_caption(spec, rng)[:2] for spec in held_out_specs(n_objects, count)]

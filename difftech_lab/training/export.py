@@ -15,12 +15,12 @@ from difftech_lab.training.evaluate import DEFAULT_GUIDANCE
 from difftech_lab.training.model_card import write_model_card
 
 # bumped with every retrained release: recipes record the weights' hash, the card and difftech.json this number
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 
 def assemble(runs: Path, vae_run: str = "vae-decoder", unet_run: str = "unet") -> StableDiffusionPipeline:
     """The pipeline from the runs: frozen text tower, VAE with its measured scaling factor, the UNet's EMA weights."""
     tokenizer, text_encoder = train_text.load(runs / "text")
-    vae = AutoencoderKL.from_pretrained(runs / vae_run / "model")
+    vae = AutoencoderKL.from_pretrained(components.folder_of(runs / vae_run))
     state = torch.load(runs / unet_run / "checkpoint.pt", weights_only=True)
     unet = UNet2DConditionModel(**json.loads((runs / unet_run / "unet_config.json").read_text()))
     unet.load_state_dict(state["ema"])
@@ -40,8 +40,9 @@ def main(args) -> None:
     if out.exists():
         shutil.rmtree(out)
     pipe.save_pretrained(out, safe_serialization=True)
-    (out / "difftech.json").write_text(json.dumps({"cfg": DEFAULT_GUIDANCE, "version": MODEL_VERSION}, indent=2) + "\n")
+    cfg = float(opts.get("cfg", DEFAULT_GUIDANCE))
+    (out / "difftech.json").write_text(json.dumps({"cfg": cfg, "version": MODEL_VERSION}, indent=2) + "\n")
     for name, data in keep.items():
         (out / name).write_bytes(data)
-    write_model_card(out, runs)
+    write_model_card(out, runs, previous=opts.get("previous"))
     print(f"wrote {out} ({sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB)")

@@ -28,14 +28,21 @@ def _log_summary(run: Path) -> dict:
             "minutes": round((seconds + previous) / 60, 1)}
 
 
-def write_model_card(folder: Path, runs: Path | None = None) -> None:
-    """README.md of the model folder: data, architecture, training, hardware, time and evaluation table."""
+def write_model_card(folder: Path, runs: Path | None = None, previous: Path | None = None) -> None:
+    """README.md of the model folder: data, architecture, training, hardware, time and evaluation table.
+
+    ``previous``: the release this one was fine-tuned from; its training record is kept in this one's.
+    """
     folder = Path(folder)
     meta_path = folder / "training.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if previous is not None:
+        old = json.loads((Path(previous) / "training.json").read_text())
+        meta["previous"] = {"version": _version(Path(previous)), "weights_hash": weights_hash(previous),
+                            **{k: v for k, v in old.items() if k != "previous"}}
     if runs is not None:
         meta["stages"] = {name: _log_summary(runs / name) for name in ("text", "vae", "vae-decoder", "unet", "unet-lowlr")
-                          if (runs / name).exists()}
+                          if (runs / name / "log.jsonl").exists()}
         meta["commands"] = [json.loads(line) for line in (runs / "commands.jsonl").read_text().splitlines()] \
             if (runs / "commands.jsonl").exists() else []
         meta["hardware"] = (f"{os.cpu_count()} {platform.machine()} CPU cores, no GPU, torch {torch.__version__},"
@@ -56,12 +63,23 @@ def _params(folder: Path, name: str) -> str:
 
 
 def _evaluation_table(evaluation: dict) -> str:
-    rows = ["| prompts | n | colour | shape | position | background | object all-right | image all-right |",
-            "|---|---|---|---|---|---|---|---|"]
+    columns = ("strict", "count", "size", "colour", "shape", "position", "background", "lenient")
+    rows = ["| prompts | n | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for name, r in evaluation["rows"].items():
-        rows.append(f"| {name} | {r['n']} | {r['colour']:.1%} | {r['shape']:.1%} | {r['position']:.1%} | "
-                    f"{r['background']:.1%} | {r['object']:.1%} | {r['all']:.1%} |")
+        cells = ["–" if r.get(c) is None else f"{r[c]:.1%}" for c in columns]
+        cells[0] += f" ± {r['strict_se']:.1%}"
+        rows.append(f"| {name} | {r['n']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _ci_line(evaluation: dict) -> str:
+    ci = evaluation.get("ci")
+    if not ci:
+        return ""
+    parts = [f"{name}: {sum(v)}/{len(v)}" for name, v in ci.items()]
+    return ("CI-sized evaluation (`tests/unit/test_bundled_model.py`, through `Session`, seeds 0…7, strict): "
+            + "; ".join(parts) + ". The test regenerates these images and allows each row to differ by 2 images"
+            " (float differences between CPUs), so a regression in sampling or loading shows up.")
 
 
 _DESIGN_NOTES = [
@@ -80,7 +98,12 @@ _DESIGN_NOTES = [
     "  objects (L1's optimum for an uncertain small object is the background) and was discarded.",
     "- Data: objects of one scene sit two grid cells apart and have distinct colours; positions are 9 grid anchors",
     "  with ±2 px jitter, sizes two, shapes upright: a small, exactly scorable world.",
-    "- Training reads a cached pool of 10,240 encoded training scenes with their frozen text states.",
+    "- Training reads a cached pool of encoded training scenes with their frozen text states (one caption each,",
+    "  canonical or free).",
+    "- Version 2 fine-tunes version 1 instead of starting over: the tokenizer appends the free-phrasing words (the",
+    "  grammar's token ids do not move; each new word starts as the word it spells), the text tower continues from",
+    "  version 1 with a loss that keeps its states for canonical captions (mean squared distance to version 1's),",
+    "  and the UNet continues from version 1's weights on captions of which half are free. The VAE is version 1's.",
     "",
 ]
 
@@ -92,7 +115,9 @@ def _card_text(folder: Path, meta: dict, evaluation: dict | None) -> str:
         "",
         "The Stable Diffusion architecture at toy size, trained from scratch on difftech_lab's procedural captioned",
         "shapes. It runs offline on the CPU and every output can be scored against its prompt",
-        "(`difftech_lab.metrics`).",
+        "(`difftech_lab.metrics`). It follows prompts written the grammar's way or freely (`red circle, left`,",
+        "`A big Yellow Star at the Top`, `a blue square on a grey background`): an attribute a prompt leaves out",
+        "means any, and a prompt that names one object gets one object.",
         "",
         "```python",
         "from diffusers import StableDiffusionPipeline",
@@ -107,15 +132,23 @@ def _card_text(folder: Path, meta: dict, evaluation: dict | None) -> str:
         f"  sizes {', '.join(scenes.SIZES)}; backgrounds {', '.join(scenes.BACKGROUNDS)}; positions on a 3×3 grid",
         f"  ({', '.join(scenes.POSITIONS)}), ±{dataset.JITTER:g} px jitter; objects of one scene have distinct",
         "  colours and sit two grid cells apart.",
-        "- One grammar: `a <size> <colour> <shape> on the <position> [and a … ] on a <background> background`.",
-        f"- Held out: every caption whose MD5 is 0 modulo {dataset.HELD_OUT_MODULUS} (`dataset.is_held_out`); no",
-        "  training stage (text, VAE, UNet) ever sees one. Evaluation uses only those captions.",
+        "- Canonical captions: `a <size> <colour> <shape> on the <position> [and a … ] on a <background> background`.",
+        f"- Free phrasing ({dataset.FREE_PHRASING:.0%} of training captions, `scenes.free_caption`): size left out"
+        f" {scenes._DROP['size']:.0%} of the time, position {scenes._DROP['position']:.0%}, background"
+        f" {scenes._DROP['background']:.0%}, colour or shape {scenes._DROP['colour']:.0%} each (never both; a"
+        f" left-out shape reads `shape`); spellings {', '.join('/'.join(v) for v in scenes.SPELLINGS.values())},"
+        " a/an or no article, prepositions varied or a comma, objects joined by `and` or commas, case varied.",
+        "  `scenes.parse_caption` reads both styles back into the attributes a prompt names.",
+        f"- Held out: every scene (its objects as a set, and its background) whose MD5 is 0 modulo"
+        f" {dataset.HELD_OUT_MODULUS} (`dataset.is_held_out`), in every phrasing and object order; no training stage"
+        " (text, VAE, UNet) ever sees one. Evaluation uses only those scenes.",
         "",
         "## Architecture (diffusers / transformers classes)",
         "- `CLIPTokenizer`: byte-level BPE with byte fallbacks; every grammar word is one token; context 77.",
         f"- `CLIPTextModel`: {_params(folder, 'text_encoder')} parameters, hidden {cfg['text_encoder']['hidden_size']},"
-        f" {cfg['text_encoder']['num_hidden_layers']} layers; pretrained on the grammar (probes read each object's"
-        " attributes from its phrase-end token and the whole scene from the end token), then frozen.",
+        f" {cfg['text_encoder']['num_hidden_layers']} layers; pretrained on captions alone (probes read each object's"
+        " attributes, or that the caption leaves them open, from its phrase-end token and the whole scene from the"
+        " end token), then frozen.",
         f"- `AutoencoderKL`: {_params(folder, 'vae')} parameters, blocks {cfg['vae']['block_out_channels']},"
         f" 4 latent channels, factor 4 (64×64×3 → 16×16×4), scaling factor {cfg['vae']['scaling_factor']}"
         " (unit-std latents); trained with edge-weighted squared error (×5 next to edges) + image-gradient L1"
@@ -124,35 +157,61 @@ def _card_text(folder: Path, meta: dict, evaluation: dict | None) -> str:
         f" down {cfg['unet']['down_block_types']}, self- and cross-attention at 8×8, 4×4 and 2×2 (plus mid-block);"
         " v-prediction, min-SNR-5 weighting, 10% caption dropout, EMA 0.999 (exported).",
         "- Scheduler: `EulerDiscreteScheduler`, scaled-linear betas, trailing timestep spacing.",
-        "- `difftech.json`: the guidance scale the evaluation uses (3.0); `Session.generate` takes it when `cfg` is "
-        "not given.",
+        f"- `difftech.json`: the guidance scale the evaluation uses ({_meta(folder).get('cfg')}); `Session.generate`"
+        " takes it when `cfg` is not given.",
         f"- Identity: version {_version(folder)}, weights hash `{weights_hash(folder)}` (recorded in every Recipe; "
         "`session.run` warns when a recipe was made with other weights).",
         "",
         "## Training",
     ]
-    for name, st in meta.get("stages", {}).items():
-        last = {k: round(v, 4) if isinstance(v, float) else v for k, v in st["last"].items() if k != "time"}
-        lines.append(f"- `{name}`: {st['steps']} steps, {st['minutes']} min wall; last log {last}")
-    lines += ["", "Commands, in order (`python -m difftech_lab.training …`):", "", "```"]
-    lines += [" ".join(c["argv"]) + (f"  # {c['note']}" if c.get("note") else "") for c in meta.get("commands", [])]
-    lines += ["```", "", f"Hardware: {meta.get('hardware', '?')}; the machine was shared with other jobs, so wall"
-              " times are upper bounds.", "", *_DESIGN_NOTES]
+    lines += _training_lines(meta)
+    if "previous" in meta:
+        old = meta["previous"]
+        lines += [f"### Version {old['version']} (weights `{old['weights_hash']}`), which this one continues", ""]
+        lines += _training_lines(old)
+    lines += _DESIGN_NOTES
     if evaluation:
         lines += ["## Evaluation", "",
                   f"Held-out prompts, seeds {evaluation['seeds']}, {evaluation['steps']} steps of"
                   f" `EulerDiscreteScheduler`, CFG {evaluation['guidance_scale']}, scored by"
                   " `difftech_lab.metrics` (`python -m difftech_lab.training eval`):", "",
                   _evaluation_table(evaluation), "",
+                  "- **strict**: as many objects as the prompt names and no more, every attribute the prompt names"
+                  " right for every object (size included), the background right when named; ± is the standard"
+                  " error. **count**: the number of objects right. Attribute columns: the share of objects right"
+                  " among those whose prompt names that attribute. **lenient**: each prompt object's colour, shape"
+                  " and position right somewhere in the image (extras and size ignored; version 1's 'image"
+                  " all-right').",
+                  "- Free-phrasing rows are the same held-out scenes written by the free grammar from a fixed"
+                  " stream; an attribute the prompt leaves out is not scored.", "",
+                  _ci_line(evaluation), "",
                   f"Generation time (diffusers StableDiffusionPipeline on the CPU, one 64×64 image, 20 steps with CFG,"
                   f" median of the runs, torch threads as run): {evaluation.get('timing', {})}.", "",
                   *[f"- {line}" for line in evaluation.get("notes", [])], "",
                   "Reference generation (checked by the tests): " + json.dumps(evaluation["reference"]), "",
                   "![evaluation grid](evaluation_grid.png)", "",
-                  "Grid: held-out prompts, each row pairs generated images with the prompts' true renderings.", ""]
+                  "Grid: the first 16 prompts of each evaluation row (one object; one object, free; two objects; two"
+                  " objects, free; three objects), each row of generated images above the scenes' true renderings.",
+                  ""]
     return "\n".join(lines)
 
 
+def _training_lines(meta: dict) -> list[str]:
+    lines = []
+    for name, st in meta.get("stages", {}).items():
+        last = {k: round(v, 4) if isinstance(v, float) else v for k, v in st["last"].items() if k != "time"}
+        lines.append(f"- `{name}`: {st['steps']} steps, {st['minutes']} min wall; last log {last}")
+    lines += ["", "Commands, in order (`python -m difftech_lab.training …`):", "", "```"]
+    lines += [" ".join(c["argv"]) + (f"  # {c['note']}" if c.get("note") else "") for c in meta.get("commands", [])]
+    lines += ["```", "", f"Hardware: {meta.get('hardware', '?')}; the machine was shared with other jobs, so wall"
+              " times are upper bounds.", ""]
+    return lines
+
+
+def _meta(folder: Path) -> dict:
+    meta = Path(folder) / "difftech.json"
+    return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
 def _version(folder: Path) -> str:
-    meta = folder / "difftech.json"
-    return str(json.loads(meta.read_text()).get("version", "")) if meta.is_file() else ""
+    return str(_meta(folder).get("version", ""))

@@ -26,40 +26,46 @@ MAX_OBJECTS = 3
 
 
 class Probes(torch.nn.Module):
-    """Linear read-outs: one per attribute for phrase-end tokens, and per slot plus background for the end token."""
+    """Linear read-outs: one per attribute for phrase-end tokens, and per slot plus background for the end token.
+
+    Every head has a class for "left open" (a caption that does not name the attribute); slot heads one more for
+    "no such object".
+    """
 
     def __init__(self, width: int):
         super().__init__()
-        self.object = torch.nn.ModuleDict({k: torch.nn.Linear(width, len(v)) for k, v in ATTRIBUTES})
-        self.slots = torch.nn.ModuleDict({f"{k}{s}": torch.nn.Linear(width, len(v) + 1)
+        self.object = torch.nn.ModuleDict({k: torch.nn.Linear(width, len(v) + 1) for k, v in ATTRIBUTES})
+        self.slots = torch.nn.ModuleDict({f"{k}{s}": torch.nn.Linear(width, len(v) + 2)
                                           for k, v in ATTRIBUTES for s in range(MAX_OBJECTS)})
-        self.background = torch.nn.Linear(width, len(scenes.BACKGROUNDS))
+        self.background = torch.nn.Linear(width, len(scenes.BACKGROUNDS) + 1)
 
 
-def targets(specs: list[scenes.SceneSpec]) -> tuple[list[tuple[int, int, dict]], dict[str, torch.Tensor]]:
+def _label(values: list[str], value: str | None) -> int:
+    return len(values) if value is None else values.index(value)
+
+
+def targets(named: list[scenes.SceneSpec], ends: list[list[int]]) -> tuple[list[tuple[int, int, dict]], dict[str, torch.Tensor]]:
     """Phrase-end token positions with their object's labels, and the end-token labels of every scene."""
-    ends, scene = [], {f"{k}{s}": [] for k, _ in ATTRIBUTES for s in range(MAX_OBJECTS)}
+    out, scene = [], {f"{k}{s}": [] for k, _ in ATTRIBUTES for s in range(MAX_OBJECTS)}
     scene["background"] = []
-    for b, spec in enumerate(specs):
-        n_words = 0
-        for obj in spec.objects:
-            n_words += len(scenes.object_phrase(obj).split())
-            ends.append((b, n_words, {k: v.index(getattr(obj, k)) for k, v in ATTRIBUTES}))  # token = word + 1
-            n_words += 1  # "and"
+    for b, (spec, positions) in enumerate(zip(named, ends)):
+        for obj, t in zip(spec.objects, positions):
+            out.append((b, t, {k: _label(v, getattr(obj, k)) for k, v in ATTRIBUTES}))
         for k, values in ATTRIBUTES:
             for s in range(MAX_OBJECTS):
-                scene[f"{k}{s}"].append(values.index(getattr(spec.objects[s], k)) if s < len(spec.objects) else len(values))
-        scene["background"].append(list(scenes.BACKGROUNDS).index(spec.background))
-    return ends, {k: torch.tensor(v) for k, v in scene.items()}
+                scene[f"{k}{s}"].append(_label(values, getattr(spec.objects[s], k)) if s < len(spec.objects)
+                                        else len(values) + 1)
+        scene["background"].append(_label(list(scenes.BACKGROUNDS), spec.background))
+    return out, {k: torch.tensor(v) for k, v in scene.items()}
 
 
-def probe_loss(hidden: torch.Tensor, eos_mask: torch.Tensor, specs, probes: Probes) -> tuple[torch.Tensor, float]:
+def probe_loss(hidden: torch.Tensor, eos_mask: torch.Tensor, named, ends, probes: Probes) -> tuple[torch.Tensor, float]:
     """Cross-entropy of every probe, and the fraction of end-token slot attributes read correctly."""
-    ends, scene = targets(specs)
+    phrase_ends, scene = targets(named, ends)
     loss = 0.0
     for k, _ in ATTRIBUTES:
-        h = torch.stack([hidden[b, t] for b, t, _ in ends])
-        loss = loss + F.cross_entropy(probes.object[k](h), torch.tensor([lab[k] for _, _, lab in ends]))
+        h = torch.stack([hidden[b, t] for b, t, _ in phrase_ends])
+        loss = loss + F.cross_entropy(probes.object[k](h), torch.tensor([lab[k] for _, _, lab in phrase_ends]))
     # End-of-text and every padding position after it carry the whole scene.
     rows = eos_mask.nonzero()[:, 0]
     h = hidden[eos_mask]
@@ -78,12 +84,45 @@ def encode(tokenizer: CLIPTokenizer, texts: list[str]) -> torch.Tensor:
                      return_tensors="pt").input_ids
 
 
+def _from_previous(model: CLIPTextModel, tokenizer: CLIPTokenizer, folder: str) -> CLIPTextModel:
+    """A previous release's text tower with its embedding table grown to this tokenizer; each new word starts as
+    the word it spells (grey as gray, large as big, an as a; "shape" as the mean of the shapes)."""
+    old = CLIPTextModel.from_pretrained(f"{folder}/text_encoder")
+    old_vocab = CLIPTokenizer.from_pretrained(f"{folder}/tokenizer").get_vocab()
+    vocab = tokenizer.get_vocab()
+    if any(vocab.get(t) != i for t, i in old_vocab.items()):
+        raise ValueError(f"the tokenizer moved token ids of {folder}; new words must be appended")
+    old.resize_token_embeddings(len(tokenizer))
+    table = old.get_input_embeddings().weight.data
+    canonical = {w: c for c, spellings in scenes.SPELLINGS.items() for w in spellings} | {"an": "a"}
+    for word in components.free_phrasing_words():
+        if word + "</w>" in old_vocab:  # the release already knows it
+            continue
+        if word == scenes.GENERIC_NOUN:
+            table[vocab[word + "</w>"]] = table[[old_vocab[s + "</w>"] for s in scenes.SHAPES]].mean(0)
+        else:
+            table[vocab[word + "</w>"]] = table[old_vocab[canonical[word] + "</w>"]]
+    model.load_state_dict(old.state_dict())
+    return model
+
+
 def train(args) -> None:
-    """Pretrain (or resume) the text tower with the probes for ``args.steps`` steps."""
+    """Pretrain (or resume) the text tower with the probes for ``args.steps`` steps.
+
+    Options: ``init=FOLDER`` starts from a released model's text tower and keeps its states for canonical captions
+    (mean squared distance to the frozen original, weighted ``keep=``), so a UNet trained on them still reads them;
+    for the first ``probe-warmup=`` steps only the new probes learn, so their first large gradients do not reach
+    the tower.
+    """
     torch.manual_seed(args.seed)
+    opts = dict(a.split("=", 1) for a in args.rest)
     run = RunDir(args.run_dir)
     tokenizer = components.write_tokenizer(run.path / "tokenizer")
     model = components.build_text_encoder(tokenizer).to(args.device)
+    teacher, keep = None, float(opts.get("keep", 10.0))
+    if "init" in opts:
+        model = _from_previous(model, tokenizer, opts["init"]).to(args.device)
+        teacher = CLIPTextModel.from_pretrained(f"{opts['init']}/text_encoder").to(args.device).eval().requires_grad_(False)
     probes = Probes(model.config.hidden_size).to(args.device)
     opt = torch.optim.AdamW([*model.parameters(), *probes.parameters()], lr=args.lr, weight_decay=0.01)
     step = 0
@@ -94,25 +133,31 @@ def train(args) -> None:
         for group in opt.param_groups:  # a resumed run may change the learning rate
             group["lr"] = args.lr
         step = int(state["step"])
-    rng = np.random.default_rng(args.seed)
+    warmup = int(opts.get("probe-warmup", 0))
+    rng = np.random.default_rng(args.seed + step)  # a resumed run draws fresh captions
     deadline = time.time() + 60 * args.minutes
     while step < args.steps and time.time() < deadline:
-        specs = []
-        while len(specs) < args.batch:
-            spec = dataset.random_spec(rng)
-            if not dataset.is_held_out(scenes.caption(spec)):
-                specs.append(spec)
-        ids = encode(tokenizer, [scenes.caption(s) for s in specs]).to(args.device)
+        samples = [dataset.sample(int(rng.integers(1 << 62))) for _ in range(args.batch)]
+        ids = encode(tokenizer, [s.caption for s in samples]).to(args.device)
         first_eos = (ids == tokenizer.eos_token_id).int().argmax(1, keepdim=True)
         eos_mask = torch.arange(ids.shape[1], device=ids.device)[None] >= first_eos
         hidden = model(ids).last_hidden_state
-        loss, accuracy = probe_loss(hidden, eos_mask, specs, probes)
+        loss, accuracy = probe_loss(hidden, eos_mask, [s.named for s in samples], [s.ends for s in samples], probes)
+        drift = torch.zeros(())
+        if teacher is not None:
+            canonical = encode(tokenizer, [scenes.caption(s.spec) for s in samples]).to(args.device)
+            with torch.no_grad():
+                target = teacher(canonical).last_hidden_state
+            drift = F.mse_loss(model(canonical).last_hidden_state, target)
+            loss = loss + keep * drift
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if step < warmup:
+            model.zero_grad(set_to_none=True)
         opt.step()
         step += 1
         if step % args.log_every == 0:
-            run.log(step=step, loss=loss.item(), scene_accuracy=accuracy)
+            run.log(step=step, loss=loss.item(), scene_accuracy=accuracy, drift=drift.item())
     run.save({"model": model.state_dict(), "probes": probes.state_dict(), "optimizer": opt.state_dict(),
               "step": torch.tensor(step)})
     model.save_pretrained(run.path / "model")

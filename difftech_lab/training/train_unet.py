@@ -73,17 +73,25 @@ def train(args) -> None:
     torch.manual_seed(args.seed)
     run = RunDir(args.run_dir)
     device = torch.device(args.device)
-    opts = dict(a.split("=", 1) for a in args.rest)  # e.g. vae=runs/vae-encoder text=runs/text pool=16384
+    # e.g. vae=runs/vae text=runs/text pool=16384 init=difftech_lab/bundled/tiny-shapes (fine-tune a release)
+    opts = dict(a.split("=", 1) for a in args.rest)
     args.pool = int(opts.get("pool", 16384))
-    vae = AutoencoderKL.from_pretrained(f"{opts.get('vae', args.runs + '/vae')}/model").to(device).eval()
+    vae = AutoencoderKL.from_pretrained(components.folder_of(opts.get("vae", args.runs + "/vae"))).to(device).eval()
     tokenizer, text_encoder = train_text.load(opts.get("text", f"{args.runs}/text"))
     text_encoder.to(device).eval()
     latents, context = _pool(run, vae, tokenizer, text_encoder, args)
     scaling = float(1 / latents.std())
     arch = run.path / "unet_config.json"
-    if not arch.exists():
+    if "init" in opts:  # a released UNet keeps the latent scaling it was trained with
+        released = UNet2DConditionModel.from_pretrained(f"{opts['init']}/unet")
+        scaling = float(AutoencoderKL.load_config(f"{opts['init']}/vae")["scaling_factor"])
+        if not arch.exists():
+            arch.write_text(json.dumps({k: v for k, v in released.config.items() if not k.startswith("_")}))
+    elif not arch.exists():
         arch.write_text(json.dumps(components.UNET_ARCHITECTURES[opts.get("arch", "four-level")]))
     unet = UNet2DConditionModel(**json.loads(arch.read_text())).to(device)
+    if "init" in opts:
+        unet.load_state_dict(released.state_dict())
     ema = {k: v.detach().clone() for k, v in unet.state_dict().items()}
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
     step = 0

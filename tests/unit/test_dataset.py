@@ -16,11 +16,15 @@ def test_same_seed_gives_the_same_scene_and_other_seeds_differ():
     assert np.array_equal(images, images2) and captions == captions2
 
 
-def test_captions_parse_back_to_their_specs():
+def test_captions_parse_back_to_what_they_name():
+    free = 0
     for seed in range(300):
         s = dataset.sample(seed)
-        assert scenes.parse_caption(s.caption) == s.spec
-        assert scenes.caption(s.spec) == s.caption
+        assert scenes.parse_caption(s.caption) == s.named
+        free += s.caption != scenes.caption(s.spec)
+        canonical = dataset.sample(seed, training=False)
+        assert canonical.caption == scenes.caption(canonical.spec) and canonical.named == canonical.spec
+    assert 100 < free < 200  # training mixes free phrasing and canonical captions about half and half
 
 
 def test_masks_boxes_and_colours_match_the_pixels():
@@ -45,10 +49,21 @@ def test_scenes_have_one_to_three_objects_of_distinct_colours():
     assert counts == {1, 2, 3}
 
 
-def test_training_never_sees_a_held_out_caption_and_the_evaluation_prompts_are_fixed():
-    assert not any(dataset.is_held_out(dataset.sample(seed).caption) for seed in range(500))
-    singles, pairs = dataset.held_out_specs(1, 200), dataset.held_out_specs(2, 200)
+def test_training_never_sees_a_held_out_scene_in_any_order_and_the_evaluation_scenes_are_fixed():
+    assert not any(dataset.is_held_out(dataset.sample(seed).spec) for seed in range(500))
+    singles, pairs, triples = (dataset.held_out_specs(n, 200) for n in (1, 2, 3))
     assert singles == dataset.held_out_specs(1, 200)
-    assert len({scenes.caption(s) for s in singles}) == 200 and all(len(s.objects) == 1 for s in singles)
-    assert all(dataset.is_held_out(scenes.caption(s)) for s in singles + pairs)
-    assert all(len(s.objects) == 2 for s in pairs)
+    assert len({scenes.scene_key(s) for s in singles}) == 200 and all(len(s.objects) == 1 for s in singles)
+    assert all(dataset.is_held_out(s) for s in singles + pairs + triples)
+    for s in pairs + triples:  # the same scene listed in another order is held out too
+        reordered = scenes.SceneSpec(s.objects[::-1], s.background)
+        assert dataset.is_held_out(reordered) and dataset.is_held_out(scenes.caption(reordered))
+    assert all(len(s.objects) == 2 for s in pairs) and all(len(s.objects) == 3 for s in triples)
+    free = dataset.held_out_free_prompts(1, 200)
+    assert [scenes.parse_caption(t) for t, _ in free] == [named for _, named in free]
+
+
+def test_a_scene_is_held_out_about_one_time_in_eight():
+    rng = np.random.default_rng(0)
+    rate = np.mean([dataset.is_held_out(dataset.random_spec(rng)) for _ in range(4000)])
+    assert abs(rate - 1 / dataset.HELD_OUT_MODULUS) < 0.02

@@ -59,3 +59,28 @@ def test_export_writes_a_folder_diffusers_loads_offline(runs, tmp_path, monkeypa
     image = pipe("a big red circle on the left on a white background", height=64, width=64, num_inference_steps=2,
                  generator=torch.Generator().manual_seed(0), output_type="np").images[0]
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
+
+
+def test_a_text_tower_continued_from_release_one_starts_as_it(tmp_path):
+    """Version 2's text stage grows version 1's vocabulary: old token ids stay, each new word starts as the word it
+    spells, and canonical captions get version 1's states exactly before any step."""
+    from difftech_lab.training import components, train_text
+
+    # A release with version 1's vocabulary (the grammar's words only) and a text tower of its size.
+    v1 = tmp_path / "v1"
+    old_tok = components.write_tokenizer(v1 / "tokenizer", free_phrasing=False)
+    torch.manual_seed(0)
+    old = components.build_text_encoder(old_tok).eval()
+    old.save_pretrained(v1 / "text_encoder")
+
+    tokenizer = components.write_tokenizer(tmp_path / "tokenizer")
+    model = train_text._from_previous(components.build_text_encoder(tokenizer), tokenizer, str(v1)).eval()
+    caption = "a big red circle on the left and a small gray star at the top on a white background"
+    assert tokenizer(caption).input_ids == old_tok(caption).input_ids
+    with torch.no_grad():
+        assert torch.equal(model(tokenizer([caption], return_tensors="pt").input_ids).last_hidden_state,
+                           old(old_tok([caption], return_tensors="pt").input_ids).last_hidden_state)
+    table, ids = model.get_input_embeddings().weight, tokenizer.get_vocab()
+    assert torch.equal(table[ids["grey</w>"]], table[ids["gray</w>"]])
+    assert torch.equal(table[ids["large</w>"]], table[ids["big</w>"]])
+    assert len(tokenizer("grey large little center middle an shape").input_ids) == 9  # one token each
