@@ -90,4 +90,4 @@ def _patch_class(name: str) -> type:
 
 
 def _load_builtin() -> None:
-    from . import attention, freeu, perturbed  # noqa: F401  (each registers itself)
+    from . import attention, freeu, perturbed, self_attention  # noqa: F401  (each registers itself)

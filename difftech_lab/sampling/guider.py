@@ -59,7 +59,8 @@ class Guider:
         cfg: guidance scale curve (number, per-step list or ``f(step, steps)``).
         cfg_rescale: CFG rescale φ curve; 0 disables it.
         threshold: ``None`` or ``threshold(x0, context) -> x0`` (see ``thresholding``), applied last.
-        terms: extra guidance terms beside CFG: each ``term(x0, context) -> x0`` refines the guided x̂0 in order,
+        terms: extra guidance terms beside CFG: each ``term(x0, context) -> x0`` refines the guided x̂0 in order
+            (a term with a ``before_step()`` method has it called before each step's main forward),
             before the threshold (self-attention and perturbed-attention guidance plug in here).
         rtol: relative tolerance when matching σ against the planned schedule.
 
@@ -109,6 +110,9 @@ class Guider:
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
         step = self.step_of(sigma)
+        for term in self.terms:  # terms that read this step's main forward (SAG's attention map) arm themselves
+            if hasattr(term, "before_step"):
+                term.before_step()
         cfg = curve_value(self.cfg, step, self.steps, "cfg")
         phi = curve_value(self.cfg_rescale, step, self.steps, "cfg_rescale")
         terms = self.conditioning.terms

@@ -1,5 +1,5 @@
-"""FreeU and perturbed-attention guidance as patches: no-op settings reproduce the plain run, the perturbed
-attention is diffusers' own, runs record and replay them, and bad options are refused."""
+"""FreeU, perturbed-attention guidance and self-attention guidance as patches: no-op settings reproduce the plain
+run, the perturbed attention and the blur are diffusers' own, runs record and replay them, bad options are refused."""
 
 import numpy as np
 import pytest
@@ -110,3 +110,82 @@ def test_a_block_without_self_attention_is_refused_naming_those_with_it(tiny_ses
     assert plain_blocks
     with pytest.raises(InvalidArgumentError, match="has no self-attention; these do: .*mid"):
         self_attention_layers(unet, plain_blocks[:1])
+
+
+# ----------------------------------------------------------------------------------- self-attention guidance
+def test_sag_at_scale_zero_is_the_plain_run_bit_for_bit_and_costs_one_forward_per_step(tiny_session):
+    plain = tiny_session.generate("a star", **RUN)
+    with tiny_session.patched(sag=0.0):
+        off = tiny_session.generate("a star", **RUN)
+    assert torch.equal(plain.latents, off.latents) and off.nfe == plain.nfe
+    with tiny_session.patched(sag=0.75):
+        guided = tiny_session.generate("a star", **RUN)
+    assert guided.nfe == plain.nfe * 3 // 2 and not torch.equal(guided.latents, plain.latents)
+    assert torch.equal(tiny_session.run(guided.recipe).latents, guided.latents)
+
+
+def test_sag_with_nothing_attended_is_plain_cfg(tiny_session, monkeypatch):
+    """Oracle: with an empty mask the degraded latent is the step's own x, so the correction vanishes."""
+    from difftech_lab.patches import self_attention
+
+    monkeypatch.setattr(self_attention, "attended_mask", lambda probs, b, heads, size, latent, c: torch.zeros(b, c, *latent))
+    plain = tiny_session.generate("a star", **RUN)
+    with tiny_session.patched(sag=5.0):
+        guided = tiny_session.generate("a star", **RUN)
+    # the captured layer computes attention the classic way, sdpa the fused way: float round-off only
+    torch.testing.assert_close(guided.latents, plain.latents, rtol=1e-4, atol=1e-4)
+
+
+def test_sag_blur_is_diffusers_blur():
+    from diffusers.pipelines.deprecated.stable_diffusion_sag.pipeline_stable_diffusion_sag import gaussian_blur_2d
+
+    from difftech_lab.patches.self_attention import gaussian_blur
+
+    x = torch.randn(2, 4, 16, 12, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(gaussian_blur(x), gaussian_blur_2d(x, 9, 1.0), rtol=1e-5, atol=1e-6)
+
+
+def test_the_attended_mask_marks_keys_that_receive_more_than_average_attention():
+    from difftech_lab.patches.self_attention import attended_mask
+
+    probs = torch.zeros(2 * 2, 4, 4)  # batch 1 (unconditional) + 1 conditional row, 2 heads, a 2×2 map
+    probs[:2, :, 0] = 1.0  # every query of both unconditional heads attends to key 0 (top left)
+    probs[2:, :, 3] = 1.0  # the conditional rows attend elsewhere, and must be ignored
+    mask = attended_mask(probs, 1, 2, (2, 2), (4, 4), 3)
+    expected = torch.zeros(4, 4)
+    expected[:2, :2] = 1
+    assert mask.shape == (1, 3, 4, 4) and torch.equal(mask[0, 1], expected)
+
+
+def test_the_sag_term_is_the_epsilon_space_rule():
+    """x̂0 form of ε ← ε + s(ε_uncond − ε_degraded), ε read at x and at the degraded latent."""
+    from types import SimpleNamespace
+
+    from difftech_lab.patches.self_attention import SelfAttentionGuidance
+
+    g = torch.Generator().manual_seed(0)
+    x, uncond, x0 = (torch.randn(1, 4, 4, 4, generator=g) for _ in range(3))
+    sigma, s = torch.tensor([2.0]), 0.6
+    model = SimpleNamespace(unet=SimpleNamespace(down_blocks=[0, 0]))
+    patch = SelfAttentionGuidance(s)
+    patch._states[id(model)] = {"armed": False, "probs": torch.rand(1, 4, 4, generator=g) * 0.5 + 0.3, "heads": 1}
+    (term,) = patch.guidance_terms(model)
+    seen = {}
+
+    def forward(xd, sig, embeddings):
+        seen["x"] = xd
+        return [0.5 * xd]  # any network: x̂0_degraded = D(x_degraded)
+
+    out = term(x0, SimpleNamespace(x=x, sigma=sigma, uncond=uncond, embeddings=["neg", "pos"], forward=forward))
+    eps = lambda xx, d: (xx - d) / sigma
+    eps_guided = eps(x, x0) + s * (eps(x, uncond) - eps(seen["x"], 0.5 * seen["x"]))
+    torch.testing.assert_close(out, x - sigma * eps_guided, rtol=1e-5, atol=1e-5)
+
+
+def test_sag_runs_on_the_sdxl_layout(tiny_folders):
+    from difftech_lab import Session
+
+    session = Session.from_pretrained(tiny_folders["sdxl"], progress=False)
+    with session.patched(sag=0.75):
+        result = session.generate("a star", **RUN)
+    assert np.isfinite(np.asarray(result.images[0])).all() and result.nfe == 12
