@@ -6,6 +6,7 @@ Every variant sees the same (prompt, seed) pairs, so differences between rows ar
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,7 @@ class Row:
     n: int
     nfe: float
     metrics: dict[str, tuple[float, float]]
+    seconds: float = float("nan")  # mean wall time per image (generation and decoding)
 
 
 @dataclass
@@ -47,6 +49,12 @@ class Comparison:
 
     def _repr_pretty_(self, printer, cycle) -> None:
         printer.text(str(self))
+
+    def timing(self) -> str:
+        """Wall time per image of each row and its ratio to the first row (machine-dependent, unlike the table)."""
+        first = self.rows[0].seconds
+        return "\n".join(f"{row.name}: {row.seconds * 1000:.0f} ms per image, ×{row.seconds / first:.2f}"
+                         for row in self.rows)
 
     def best(self, metric: str) -> Row:
         return max(self.rows, key=lambda row: row.metrics[metric][0])
@@ -83,7 +91,8 @@ def compare(session, prompts: list[str], variants: dict[str, dict], *, seeds=(0,
     """Generate every prompt × seed under each variant's ``generate`` options and score the images.
 
     ``metric(images, prompts) -> {name: [value per image]}``; the default scores adherence on the bundled
-    model's grammar. Seeds run as one batch per prompt (image k uses seed ``seeds[0] + k``). ``progress``
+    model's grammar. A variant's ``"patches"`` entry (e.g. ``{"pag": 3.0}``) runs it inside
+    ``session.patched(**patches)``. Seeds run as one batch per prompt (image k uses seed ``seeds[0] + k``). ``progress``
     shows one bar over variants × prompts (in a notebook a widget that disappears when done) in place of
     each generation's own bar.
     """
@@ -96,18 +105,23 @@ def compare(session, prompts: list[str], variants: dict[str, dict], *, seeds=(0,
     with tqdm(total=len(variants) * len(prompts), desc="compare", unit="run", leave=False,
               disable=not progress) as bar:
         for name, options in variants.items():
-            images, used, nfe = [], [], []
-            for prompt in prompts:
-                bar.set_postfix_str(name, refresh=False)
-                result = session.generate(prompt, **{**common, **options, "seed": seeds[0],
-                                                     "batch_size": len(seeds), "progress": False})
-                bar.update()
-                images += result.images
-                used += [prompt] * len(result.images)
-                nfe.append(result.nfe)
-                results.setdefault(name, []).append(result)
+            options = dict(options)
+            patches = options.pop("patches", None) or {}
+            images, used, nfe, seconds = [], [], [], []
+            with session.patched(**patches) if patches else nullcontext():
+                for prompt in prompts:
+                    bar.set_postfix_str(name, refresh=False)
+                    result = session.generate(prompt, **{**common, **options, "seed": seeds[0],
+                                                         "batch_size": len(seeds), "progress": False})
+                    bar.update()
+                    images += result.images
+                    used += [prompt] * len(result.images)
+                    nfe.append(result.nfe)
+                    seconds.append(result.timings.get("total", float("nan")) / len(result.images))
+                    results.setdefault(name, []).append(result)
             values = metric(images, used)
             names = names or list(values)
             stats = {m: _mean_and_se(v) for m, v in values.items()}
-            rows.append(Row(name=name, n=len(images), nfe=float(np.mean(nfe)), metrics=stats))
+            rows.append(Row(name=name, n=len(images), nfe=float(np.mean(nfe)), metrics=stats,
+                            seconds=float(np.mean(seconds))))
     return Comparison(rows=rows, metric_names=names, results=results)

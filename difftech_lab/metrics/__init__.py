@@ -1,5 +1,7 @@
-"""Measures every notebook reports: prompt adherence on the bundled model's captioned-shapes grammar."""
+"""Measuring instruments: prompt adherence on the bundled model's world, and image statistics."""
 
 from .adherence import Detection, ObjectScore, Score, classify_shape, detect, score, score_batch
+from .image import brightness, change, clipped_fraction, saturation, sharpness
 
-__all__ = ["Detection", "ObjectScore", "Score", "classify_shape", "detect", "score", "score_batch"]
+__all__ = ["Detection", "ObjectScore", "Score", "brightness", "change", "classify_shape", "clipped_fraction", "detect",
+           "saturation", "score", "score_batch", "sharpness"]

@@ -43,7 +43,8 @@ class RecordingSession:
         from PIL import Image
 
         self.calls.append(options)
-        return SimpleNamespace(images=[Image.new("RGB", (8, 8), "gray")] * options["batch_size"], nfe=1)
+        return SimpleNamespace(images=[Image.new("RGB", (8, 8), "gray")] * options["batch_size"], nfe=1,
+                               timings={"total": 0.01})
 
 
 @pytest.fixture
@@ -76,3 +77,13 @@ def test_progress_false_shows_no_bar(bars, capsys):
     compare(session, ["a"], {"x": {}}, metric=brightness, progress=False)
     assert not bars[0].shown and capsys.readouterr().err == ""
     assert session.calls[0]["progress"] is False
+
+
+def test_a_variant_may_run_inside_patches(tiny_session):
+    table = compare(tiny_session, ["a"], {"plain": {}, "pag": {"patches": {"pag": 2.0}}}, seeds=range(2),
+                    metric=brightness, steps=2, width=32, height=32, cfg=3.0, progress=False)
+    rows = {row.name: row for row in table.rows}
+    assert rows["plain"].nfe == 4 and rows["pag"].nfe == 6  # one perturbed forward per step
+    assert table.results["pag"][0].recipe.patches == [{"name": "pag", "options": {"scale": 2.0, "blocks": ["mid"]}}]
+    assert table.results["plain"][0].recipe.patches == [] and not tiny_session.active_patches
+    assert rows["plain"].seconds > 0 and "×1.00" in table.timing().splitlines()[0]
