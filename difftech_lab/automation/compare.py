@@ -40,7 +40,7 @@ class Comparison:
         lines = [header]
         for row in self.rows:
             cells = [row.name, str(row.n), f"{row.nfe:g}"]
-            cells += [f"{row.metrics[m][0]:.2f} ± {row.metrics[m][1]:.2f}" for m in self.metric_names]
+            cells += [_cell(*row.metrics[m]) for m in self.metric_names]
             lines.append(cells)
         widths = [max(len(line[k]) for line in lines) for k in range(len(header))]
         text = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
@@ -58,6 +58,16 @@ class Comparison:
 
     def best(self, metric: str) -> Row:
         return max(self.rows, key=lambda row: row.metrics[metric][0])
+
+
+def _cell(mean: float, se: float) -> str:
+    """Mean ± standard error to the standard error's first significant digits (two decimals for rates)."""
+    if not np.isfinite(mean):
+        return "–"
+    if abs(mean) >= 0.1 or mean == 0:
+        return f"{mean:.2f} ± {se:.2f}"
+    digits = max(2, -int(np.floor(np.log10(se)))) if se > 0 else 3
+    return f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
 def adherence(images, prompts) -> dict[str, list[float]]:

@@ -113,6 +113,17 @@ def _as_array(image) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def palette_error(images) -> list[float]:
+    """Per image, the mean distance (RGB, in [0, 1] units of the 0–255 range) of each pixel to its nearest colour of
+    the world's palette: 0 for a rendered scene (edges aside), higher for washed-out, burnt or off-colour images."""
+    out = []
+    for image in images:
+        rgb = _as_array(image)
+        d = np.sqrt(((rgb[:, :, None, :] - _PALETTE) ** 2).sum(-1)).min(-1)
+        out.append(float(d.mean() / 255.0))
+    return out
+
+
 def _components(mask: np.ndarray) -> np.ndarray:
     """4-connected component labels (0 = outside) by propagating the largest pixel index to a fixed point."""
     h, w = mask.shape

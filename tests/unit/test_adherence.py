@@ -130,3 +130,10 @@ def test_bad_inputs_are_refused():
         metrics.score(np.zeros((64, 64)), "a big red circle on the left on a white background")
     with pytest.raises(InvalidArgumentError):
         metrics.score(np.zeros((64, 64, 3), np.uint8), 42)
+
+
+def test_palette_error_is_zero_on_the_world_and_grows_off_it():
+    s = dataset.sample(12, training=False)
+    washed = (s.image.astype(np.float32) * 0.6 + 128 * 0.4).astype(np.uint8)
+    exact, off = metrics.palette_error([s.image, washed])
+    assert exact == 0.0 and off > 0.05
