@@ -19,6 +19,7 @@ from .recipe import Recipe
 from .result import Result, read_recipe
 from .sampling.settings import RUN_OPTIONS, RunOptions, check_seed, check_size, documents_settings
 from .techniques import branch as _branch
+from .techniques import best_of as _best_of
 from .techniques import differential as _differential
 from .techniques import img2img as _img2img
 from .techniques import txt2img as _txt2img
@@ -171,6 +172,13 @@ class Session:
         """
         return _img2img.inpaint(self, image, mask, prompt, negative_prompt, strength=strength, mask_blur=mask_blur,
                                 composite=composite, **options)
+
+    @documents_settings
+    def best_of(self, prompt: str, negative_prompt: str = "", *, n: int = 4, scorer="adherence", **options) -> Result:
+        """Best-of-N: ``n`` candidates (seeds ``seed``…``seed+n−1``) scored by ``scorer`` ("adherence", the bundled
+        world's graded adherence, or ``scorer(image, prompt) -> float``); returns the best. The Recipe records
+        every score and the choice, so it replays without the scorer."""
+        return _best_of.best_of(self, prompt, negative_prompt, n=n, scorer=scorer, **options)
 
     @documents_settings
     def differential(self, image, strength_map=None, prompt: str | Embedding = "", negative_prompt: str = "", *,

@@ -260,6 +260,16 @@ def score(image, prompt_or_spec) -> Score:
                  background, tuple(dets), _match(spec, dets, ("colour", "shape", "position")))
 
 
+def adherence_value(image, prompt_or_spec) -> float:
+    """A graded adherence in [0, 1] for ranking images: the mean of the count being right, every attribute the
+    prompt names for every object, and the background if named (1 exactly when the strict verdict is right)."""
+    s = score(image, prompt_or_spec)
+    checks = [s.count] + [getattr(o, a) for o in s.objects for a in ATTRIBUTES if getattr(o, a) is not None]
+    if s.background is not None:
+        checks.append(s.background)
+    return float(sum(bool(c) for c in checks) / len(checks))
+
+
 def _rate(values) -> float | None:
     named = [v for v in values if v is not None]
     return float(np.mean(named)) if named else None

@@ -49,7 +49,8 @@ def _timing(pipe, prompt: str, guidance: float, runs: int = 5) -> dict:
         t = time.perf_counter()
         generate(pipe, [prompt], [i], 20, guidance)
         times.append(time.perf_counter() - t)
-    return {"one_image_20_steps_cfg_median_s": round(statistics.median(times[1:]), 3), "runs": runs}
+    return {"one_image_20_steps_cfg_median_s": round(statistics.median(times[1:]), 3), "runs": runs,
+            "torch_threads": torch.get_num_threads()}
 
 
 def prompt_sets(images: int, validation: bool = False) -> dict[str, tuple[list[str], list[scenes.SceneSpec], list]]:
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timing-runs", type=int, default=5, help="timed single-image generations (0: none)")
     p.add_argument("--validation", action="store_true", help="score validation prompts (training-side scenes)")
+    p.add_argument("--note", action="append", default=[], help="a line for the model card's evaluation notes")
     p.add_argument("--save", action="store_true", help="write evaluation.json, the grid PNG and the model card")
     if argv and argv[0] == "--":  # what `difftech-lab eval -- --images 50` forwards
         argv = argv[1:]
@@ -162,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"timing: {result.get('timing')}; evaluation took {time.time() - started:.0f} s")
     if args.save:
         from difftech_lab import Session
-        result["ci"] = ci_evaluation(Session.load(args.folder), args.guidance, args.steps)
+        result["ci"] = ci_evaluation(Session.load(args.folder, progress=False), args.guidance, args.steps)
+        result["notes"] = args.note
         folder = Path(args.folder)
         pairs = result.pop("grid").values()  # (generated, reference) rows per prompt kind
         grid([list(row) for pair in pairs for row in pair], scale=2).save(folder / "evaluation_grid.png")
