@@ -74,13 +74,47 @@ class _Switch:
         return self.original(attn, hidden_states, *args, **kwargs)
 
 
+class AttentionGuidancePatch(Patch):
+    """Base of the guidance patches that put a processor in front of self-attention layers while entered and add a
+    guidance term reading a per-model state shared with those processors (PAG, SAG)."""
+
+    def __init__(self):
+        self._states: dict[int, dict] = {}
+
+    def layers(self, model) -> dict:
+        raise NotImplementedError
+
+    def front(self, original, state: dict):
+        """The processor put in front of ``original``."""
+        raise NotImplementedError
+
+    def new_state(self) -> dict:
+        return {}
+
+    @contextmanager
+    def __call__(self, model):
+        layers = self.layers(model)
+        state = self.new_state()
+        saved = {name: layer.processor for name, layer in layers.items()}
+        try:
+            for layer in layers.values():
+                layer.set_processor(self.front(layer.processor, state))
+            self._states[id(model)] = state
+            yield model
+        finally:
+            self._states.pop(id(model), None)
+            for name, layer in layers.items():
+                layer.set_processor(saved[name])
+
+
 @register_patch
-class PerturbedAttention(Patch):
+class PerturbedAttention(AttentionGuidancePatch):
     """``session.patched(pag=3.0)`` or ``pag={"scale": 3.0, "blocks": ["mid"]}``."""
 
     name = "pag"
 
     def __init__(self, scale: float = 3.0, blocks=("mid",)):
+        super().__init__()
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 100:
             raise InvalidArgumentError(f"PAG scale {scale!r} must be a number in [0, 100] (0 turns it off)")
         if isinstance(blocks, str):
@@ -91,25 +125,18 @@ class PerturbedAttention(Patch):
             if not isinstance(block, str) or not re.fullmatch(r"mid|(down|up)\.\d+", block):
                 raise InvalidArgumentError(f"UNet block {block!r} does not exist; write 'mid', 'down.N' or 'up.N'")
         self.scale, self.blocks = float(scale), list(blocks)
-        self._states: dict[int, dict] = {}
 
     def options(self) -> dict:
         return {"scale": self.scale, "blocks": self.blocks}
 
-    @contextmanager
-    def __call__(self, model):
-        layers = self_attention_layers(model.unet, self.blocks)
-        state = {"on": False}
-        saved = {name: layer.processor for name, layer in layers.items()}
-        try:
-            for layer in layers.values():
-                layer.set_processor(_Switch(layer.processor, state))
-            self._states[id(model)] = state
-            yield model
-        finally:
-            self._states.pop(id(model), None)
-            for name, layer in layers.items():
-                layer.set_processor(saved[name])
+    def layers(self, model) -> dict:
+        return self_attention_layers(model.unet, self.blocks)
+
+    def front(self, original, state):
+        return _Switch(original, state)
+
+    def new_state(self) -> dict:
+        return {"on": False}
 
     def guidance_terms(self, model) -> list:
         if self.scale == 0 or id(model) not in self._states:

@@ -14,14 +14,12 @@ Scale 0 adds no term and runs exactly the plain computation.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidArgumentError
-from . import Patch, register_patch
-from .perturbed import self_attention_layers
+from . import register_patch
+from .perturbed import AttentionGuidancePatch, self_attention_layers
 
 BLUR_KERNEL, BLUR_SIGMA = 9, 1.0
 
@@ -77,36 +75,29 @@ class _Capture:
 
 
 @register_patch
-class SelfAttentionGuidance(Patch):
+class SelfAttentionGuidance(AttentionGuidancePatch):
     """``session.patched(sag=0.75)`` (diffusers' default scale) or ``sag={"scale": 0.75}``."""
 
     name = "sag"
 
     def __init__(self, scale: float = 0.75):
+        super().__init__()
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 100:
             raise InvalidArgumentError(f"SAG scale {scale!r} must be a number in [0, 100] (0 turns it off)")
         self.scale = float(scale)
-        self._states: dict[int, dict] = {}
 
     def options(self) -> dict:
         return {"scale": self.scale}
 
-    @contextmanager
-    def __call__(self, model):
-        layers = self_attention_layers(model.unet, ["mid"])
-        if len(layers) != 1:  # SDXL's middle block has several transformer layers; the first one's map is read
-            layers = dict(list(layers.items())[:1])
-        state = {"armed": False, "probs": None, "heads": 1}
-        saved = {name: layer.processor for name, layer in layers.items()}
-        try:
-            for layer in layers.values():
-                layer.set_processor(_Capture(layer.processor, state))
-            self._states[id(model)] = state
-            yield model
-        finally:
-            self._states.pop(id(model), None)
-            for name, layer in layers.items():
-                layer.set_processor(saved[name])
+    def layers(self, model) -> dict:
+        # SDXL's middle block has several transformer layers; the first one's map is read
+        return dict(list(self_attention_layers(model.unet, ["mid"]).items())[:1])
+
+    def front(self, original, state):
+        return _Capture(original, state)
+
+    def new_state(self) -> dict:
+        return {"armed": False, "probs": None, "heads": 1}
 
     def guidance_terms(self, model) -> list:
         if self.scale == 0 or id(model) not in self._states:
