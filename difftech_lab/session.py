@@ -174,11 +174,14 @@ class Session:
                                 composite=composite, **options)
 
     @documents_settings
-    def best_of(self, prompt: str, negative_prompt: str = "", *, n: int = 4, scorer="adherence", **options) -> Result:
+    def best_of(self, prompt: str, negative_prompt: str = "", *, n: int = 4, scorer="adherence", resample_at=None,
+                **options) -> Result:
         """Best-of-N: ``n`` candidates (seeds ``seed``…``seed+n−1``) scored by ``scorer`` ("adherence", the bundled
-        world's graded adherence, or ``scorer(image, prompt) -> float``); returns the best. The Recipe records
-        every score and the choice, so it replays without the scorer."""
-        return _best_of.best_of(self, prompt, negative_prompt, n=n, scorer=scorer, **options)
+        world's graded adherence, or ``scorer(image, prompt) -> float``); returns the best. ``resample_at`` (steps)
+        resamples the candidates on their x̂0 scores during sampling (use a stochastic sampler). The Recipe records
+        every score and choice, so it replays without the scorer."""
+        return _best_of.best_of(self, prompt, negative_prompt, n=n, scorer=scorer, resample_at=resample_at,
+                                **options)
 
     @documents_settings
     def differential(self, image, strength_map=None, prompt: str | Embedding = "", negative_prompt: str = "", *,

@@ -37,11 +37,13 @@ class Plan:
 
     Attributes:
         settings: the resolved Settings (what the Recipe records).
-        sigmas: the full planned schedule (ending in 0); the run covers ``sigmas[start:]``.
+        sigmas: the full planned schedule (ending in 0); the run covers ``sigmas[start:stop + 1]``.
         x: the latent at ``sigmas[start]`` (txt2img: scaled noise; img2img: the noised encoding; branch: a
             stored state).
         conditioning: prompt terms and the negative term.
         start: the step to start from.
+        stop: the step to stop at (None: the end); a run that stops early returns the latent at ``sigmas[stop]``
+            (a segment, for techniques that act between segments, such as resampling candidates).
         model: the ModelBundle whose network runs (None: the session's base model).
         wrappers: ``f(denoiser) -> denoiser`` around ``D(x, σ, hidden, pooled) -> x̂0``, innermost first.
         patches: ``f(model) -> context manager`` entered on the network for the sampling, always restored.
@@ -56,6 +58,7 @@ class Plan:
     x: torch.Tensor
     conditioning: Conditioning
     start: int = 0
+    stop: int | None = None
     model: object = None
     wrappers: list = field(default_factory=list)
     patches: list = field(default_factory=list)
@@ -97,7 +100,8 @@ def run_plan(session, plan: Plan, recipe, run: RunOptions) -> Result:
                         threshold=make_threshold(settings.threshold),
                         terms=[*plan.guidance, *patch_guidance_terms(session, model)])
         steps = len(plan.sigmas) - 1
-        bar = _progress_bar(session.progress if run.progress is None else run.progress, steps - plan.start)
+        stop = steps if plan.stop is None else plan.stop
+        bar = _progress_bar(session.progress if run.progress is None else run.progress, stop - plan.start)
         monitor = _RunMonitor(guider, session.cancel_event, steps=steps, start=plan.start, t0=t0, bar=bar,
                               keep_trajectory=run.keep_trajectory,
                               listeners=[*plan.subscribers, *run.listeners()])
@@ -109,7 +113,8 @@ def run_plan(session, plan: Plan, recipe, run: RunOptions) -> Result:
                 for patch in plan.patches:
                     patches.enter_context(patch(model))
                 latents = get_sampler(settings.sampler)(
-                    monitor.denoise, plan.x.to(model.device, torch.float32), plan.sigmas[plan.start:].to(model.device),
+                    monitor.denoise, plan.x.to(model.device, torch.float32),
+                    plan.sigmas[plan.start:stop + 1].to(model.device),
                     generator=generator, callback=monitor.on_step, **settings.sampler_options)
         finally:
             monitor.close()
@@ -128,8 +133,8 @@ def run_plan(session, plan: Plan, recipe, run: RunOptions) -> Result:
         trajectory = None if monitor.trajectory is None else [
             replace(e, x=e.x.clone(), denoised=e.denoised.clone()) for e in monitor.trajectory]
     return Result(images=images, latents=latents.cpu(), recipe=recipe, nfe=guider.nfe, timings=timings,
-                  sigmas=plan.sigmas.cpu(), sigmas_used=monitor.sigmas_used + [0.0], trajectory=trajectory,
-                  x_init=x_init)
+                  sigmas=plan.sigmas.cpu(), sigmas_used=monitor.sigmas_used + [float(plan.sigmas[stop])],
+                  trajectory=trajectory, x_init=x_init)
 
 
 def _progress_bar(show: bool, total: int):

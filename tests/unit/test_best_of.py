@@ -48,3 +48,24 @@ def test_the_graded_adherence_is_one_exactly_when_strict_is_right():
 def test_bad_input_is_refused(tiny_session, options, match):
     with pytest.raises(InvalidArgumentError, match=match):
         tiny_session.best_of("a star", **{**RUN, **options})
+
+
+def test_resampling_keeps_the_better_half_costs_what_best_of_costs_and_replays(tiny_session):
+    options = dict(RUN, steps=6, sampler="euler_ancestral")
+    plain = tiny_session.best_of("a star", n=4, scorer=brightness, **options)
+    particles = tiny_session.best_of("a star", n=4, scorer=brightness, resample_at=[3], **options)
+    (copies,) = particles.recipe.params["resampled"]
+    assert sorted(set(copies)) == sorted(set(copies[:2])) and len(set(copies)) == 2  # the better half, twice each
+    assert particles.nfe == plain.nfe  # network evaluations: the same budget
+    # the kept particles are the brightest x̂0 at the last step before the resampling
+    segment = tiny_session.generate("a star", batch_size=4, keep_trajectory=True, **options)
+    x0 = tiny_session.decode(segment.trajectory[2].denoised)
+    ranked = sorted(range(4), key=lambda i: (-brightness(x0[i], ""), i))
+    assert set(copies) == set(ranked[:2])
+    again = tiny_session.run(particles.recipe)
+    assert torch.equal(again.latents, particles.latents)
+
+
+def test_resample_steps_must_lie_inside_the_run(tiny_session):
+    with pytest.raises(InvalidArgumentError, match="resample_at"):
+        tiny_session.best_of("a star", n=2, resample_at=[3], **RUN)  # RUN has 3 steps: 1 or 2 only
