@@ -287,6 +287,11 @@ def test_result_tensors_are_ordinary_tensors(tiny_session):
 def test_cfg_defaults_to_what_the_model_folder_recommends(tiny_session):
     assert tiny_session.generate("x", **FAST).recipe.settings.cfg == 7.0  # no difftech.json: Stable Diffusion's default
     bundled = Session(progress=False)
-    assert bundled.model.default_cfg == 3.0  # the scale its model card evaluates at
+    import json
+
+    from difftech_lab.models import bundled_model_path
+
+    recommended = json.loads((bundled_model_path() / "difftech.json").read_text())["cfg"]
+    assert bundled.model.default_cfg == recommended == 5.0  # the scale its model card evaluates at
     assert bundled.generate("a big red circle on the left on a white background", steps=2,
-                            progress=False).recipe.settings.cfg == 3.0
+                            progress=False).recipe.settings.cfg == 5.0
