@@ -49,7 +49,7 @@ class Detection:
     position: str
     centre: tuple[float, float]
     area: float
-    size: str = "big"
+    size: str
 
 
 @dataclass(frozen=True)

@@ -59,28 +59,26 @@ def prompt_sets(images: int, validation: bool = False) -> dict[str, tuple[list[s
     Evaluation rows use held-out scenes only; ``validation`` rows use training-side scenes from another stream
     (settings such as CFG are chosen on these, never on the held-out ones).
     """
-    if validation:
-        def scenes_of(n):
-            rng = np.random.default_rng(40_000 + n)
-            out = []
-            while len(out) < images:
-                spec = dataset.random_spec(rng, n)
-                if not dataset.is_held_out(spec):
-                    out.append(spec)
-            return out
-        free = lambda n: [scenes.free_caption(s, np.random.default_rng(50_000 + i))[:2] for i, s in enumerate(scenes_of(n))]
-    else:
-        scenes_of = lambda n: dataset.held_out_specs(n, images)
-        free = lambda n: dataset.held_out_free_prompts(n, images)
     rows = {}
     for n, name in ((1, "one object"), (2, "two objects"), (3, "three objects")):
-        full = scenes_of(n)
+        full = _validation_scenes(n, images) if validation else dataset.held_out_specs(n, images)
         rows[name] = ([scenes.caption(s) for s in full], full, full)
         if n < 3:
-            texts, named = zip(*free(n))
-            rows[f"{name}, free phrasing"] = (list(texts), list(named), full)
-    order = ["one object", "one object, free phrasing", "two objects", "two objects, free phrasing", "three objects"]
-    return {k: rows[k] for k in order}
+            free = ([scenes.free_caption(s, np.random.default_rng(50_000 + i))[:2] for i, s in enumerate(full)]
+                    if validation else dataset.held_out_free_prompts(n, images))
+            rows[f"{name}, free phrasing"] = ([t for t, _ in free], [named for _, named in free], full)
+    return rows
+
+
+def _validation_scenes(n: int, count: int) -> list[scenes.SceneSpec]:
+    """Training-side scenes (not held out) with ``n`` objects from a stream no other set uses."""
+    rng = np.random.default_rng(40_000 + n)
+    out = []
+    while len(out) < count:
+        spec = dataset.random_spec(rng, n)
+        if not dataset.is_held_out(spec):
+            out.append(spec)
+    return out
 
 
 def evaluate(folder, images: int = 200, steps: int = 20, guidance: float = DEFAULT_GUIDANCE, seed: int = 0,
