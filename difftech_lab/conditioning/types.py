@@ -21,13 +21,16 @@ class CondTerm:
 
     ``schedule`` lists ``(until_step, embedding)`` pairs in A1111's convention: the embedding is used for
     1-based steps ``<= until_step`` (``prompt_schedules`` in ``prompt_parser`` produces the same pairs for text).
-    ``weight`` is the AND weight (negative for NOT). ``mask`` (``[1, 1, H, W]`` in [0, 1]) restricts the term to
-    a region; ``None`` means the whole canvas.
+    ``weight`` is the AND weight (negative for NOT). ``mask`` (``[1, 1, h, w]`` at latent size, in [0, 1])
+    restricts the term to a region, as its share of each latent pixel; ``None`` means the whole canvas.
+    ``negative`` is a masked term's own negative (a region's negative prompt), used under its mask in place of
+    the conditioning's; ``None``: the conditioning's.
     """
 
     schedule: list[tuple[int, Embedding]]
     weight: float = 1.0
     mask: torch.Tensor | None = None
+    negative: "CondTerm | None" = None
 
     def at(self, step: int) -> Embedding:
         """The embedding in force at 0-based sampler step ``step``."""

@@ -54,7 +54,9 @@ class Guider:
         model: ``model(x, sigma, hidden, pooled=None) -> x̂0`` over N rows (hidden ``[N,T,D]``, pooled ``[N,P]``).
         model_sampling: has ``denoised(x, sigma, output)`` and its inverse ``prediction(x, sigma, denoised)``
             for the network's own output space (ε or v); CFG rescale works in that space.
-        conditioning: positive AND terms (weight < 0 is NOT) and the negative term.
+        conditioning: positive AND terms (weight < 0 is NOT) and the negative term. A term with a ``mask`` counts
+            under its mask only (latent-mode regions: the per-region predictions blended by mask, as ComfyUI's
+            area conditioning), with its own ``negative`` there if it has one.
         sigmas: the planned schedule, 1-D, non-increasing, ending in 0; maps σ to the step index.
         cfg: guidance scale curve (number, per-step list or ``f(step, steps)``).
         cfg_rescale: CFG rescale φ curve; 0 disables it.
@@ -80,9 +82,7 @@ class Guider:
                                        "schedule, not a restart-extended one")
         if not conditioning.terms:
             raise InvalidArgumentError("conditioning has no positive terms; give at least one prompt term")
-        if any(term.mask is not None for term in [*conditioning.terms, conditioning.negative]):
-            raise InvalidArgumentError("Guider does not apply region masks; use the regional guidance for "
-                                       "masked terms, or set mask=None")
+        _check_masks(conditioning)
         if threshold is not None and not callable(threshold):
             raise InvalidArgumentError(f"threshold must be None or callable(x0, context), got {threshold!r}")
         if not all(callable(term) for term in terms):
@@ -117,14 +117,19 @@ class Guider:
         phi = curve_value(self.cfg_rescale, step, self.steps, "cfg_rescale")
         terms = self.conditioning.terms
         weights = [float(t.weight) for t in terms]
+        masked = any(t.mask is not None for t in terms)
         # cfg=1 with a single unit-weight term is exactly the conditional prediction (and CFG rescale is then
         # the identity), so the unconditional half of the batch is skipped
-        if cfg == 1 and weights == [1.0] and self.threshold is None and not self.terms:
+        if cfg == 1 and weights == [1.0] and not masked and self.threshold is None and not self.terms:
             (cond,) = self._forward(x, sigma, [terms[0].at(step)])
             self._record(step, cfg, phi, [], 1)
             return cond
         embeddings = [self.conditioning.negative.at(step)] + [t.at(step) for t in terms]
-        uncond, *conds = self._forward(x, sigma, embeddings)
+        own = [k for k, t in enumerate(terms) if t.negative is not None]  # regions with their own negative
+        uncond, *conds = self._forward(x, sigma, embeddings + [terms[k].negative.at(step) for k in own])
+        conds, own_uncond = conds[:len(terms)], dict(zip(own, conds[len(terms):]))
+        if masked:
+            uncond, conds, weights = _masked(terms, weights, uncond, conds, own_uncond, x)
         with record_function("difftech/guidance"):
             return self._combine(x, sigma, step, cfg, phi, uncond, conds, weights, embeddings)
 
@@ -138,7 +143,7 @@ class Guider:
             # σ_pos is the std of the prediction without guidance: the conditional one for a single term (as
             # diffusers), and for several terms the cfg=1 composition u + Σ w_i(c_i − u), since no single term
             # stands for the composed prompt
-            x_pos = conds[0] if len(conds) == 1 else uncond + delta
+            x_pos = conds[0] if len(conds) == 1 and not torch.is_tensor(weights[0]) else uncond + delta
             ms = self.model_sampling
             rescaled = rescale_cfg(ms.prediction(x, sigma, x_cfg), ms.prediction(x, sigma, x_pos), phi)
             return ms.denoised(x, sigma, rescaled)
@@ -179,6 +184,45 @@ class Guider:
 
     def _record(self, step: int, cfg: float, phi: float, cond_norms: list[float], nfe: int) -> None:
         self.last = {"step": step, "cfg": cfg, "cfg_rescale": phi, "cond_norms": cond_norms, "nfe": nfe}
+
+
+def _check_masks(conditioning: Conditioning) -> None:
+    if conditioning.negative.mask is not None:
+        raise InvalidArgumentError("the negative term cannot have a mask; give a region its own negative instead")
+    for k, term in enumerate(conditioning.terms):
+        if term.negative is not None and term.mask is None:
+            raise InvalidArgumentError(f"term {k} has its own negative but no mask; only a region (a masked term) "
+                                       "may replace the negative, under its mask")
+        m = term.mask
+        if m is None:
+            continue
+        if not torch.is_tensor(m) or m.ndim != 4 or m.shape[1] != 1:
+            raise ShapeError(f"term {k}'s mask must be a [1, 1, h, w] tensor at latent size, got "
+                             f"{tuple(getattr(m, 'shape', ()))}")
+        if not torch.isfinite(m).all() or float(m.min()) < 0 or float(m.max()) > 1:
+            raise InvalidArgumentError(f"term {k}'s mask values must lie in [0, 1]")
+
+
+def _masked(terms, weights, uncond, conds, own_uncond, x):
+    """Masked terms as per-pixel weights (a term without a mask covers the canvas) and the effective negative.
+
+    With each masked term k's share m_k and its own negative u_k (else u): u' = u + Σ_k m_k·(u_k − u), and the
+    weight of term k becomes w_k·m_k, each term guided against its own negative: Σ w_k·m_k·(c_k − u_k) =
+    Σ w'_k·(c'_k − u') with c'_k = c_k − u_k + u' — what the Guider's sum then reads.
+    """
+    size = tuple(x.shape[-2:])
+    for t in terms:
+        if t.mask is not None and tuple(t.mask.shape[-2:]) != size:
+            raise ShapeError(f"a term's mask is {tuple(t.mask.shape[-2:])} but the latent is {size}; give masks "
+                             "at latent size")
+    masks = [None if t.mask is None else t.mask.to(x.device, x.dtype) for t in terms]
+    u_eff, shifted = uncond, conds
+    if own_uncond:  # (without own negatives the conditional predictions stand as they are, bit for bit)
+        for k, u_k in own_uncond.items():
+            u_eff = u_eff + masks[k] * (u_k - uncond)
+        shifted = [c - own_uncond.get(k, uncond) + u_eff for k, c in enumerate(conds)]
+    pixel_weights = [w if m is None else w * m for w, m in zip(weights, masks)]
+    return u_eff, shifted, pixel_weights
 
 
 def _rows(t: torch.Tensor, B: int, name: str) -> torch.Tensor:

@@ -91,8 +91,9 @@ class BestOf(Technique):
             params = replace(params, scores=scores, chosen=chosen, resampled=resampled or None)
         k = params.chosen
         recipe = new_recipe(session, self.name, settings, params.to_dict())
+        # nfe is per returned image, as everywhere: this one cost all n candidates' evaluations
         return replace(candidates, images=[candidates.images[k]], latents=candidates.latents[k:k + 1].clone(),
-                       recipe=recipe, nfe=candidates.nfe + nfe, trajectory=None, x_init=None)
+                       recipe=recipe, nfe=(candidates.nfe + nfe) * params.n, trajectory=None, x_init=None)
 
 
 def best_of(session, prompt, negative_prompt: str = "", *, n: int = 4, scorer="adherence", resample_at=None,

@@ -1,0 +1,92 @@
+"""Training-free box grounding: cross-attention to each phrase restricted to its box and boosted inside it.
+
+For a model without grounding weights, each box's phrase is located among the prompt's tokens; in every
+cross-attention layer the conditional rows' attention logits for those tokens get ``−∞`` at query pixels outside
+the box and ``+log(boost)`` inside it (the logits, not the probabilities, so every row still normalises; the
+start, end and padding tokens stay visible everywhere, so no row is all ``−∞``). The unconditional rows are left
+as they are, so classifier-free guidance pushes each phrase into its box. Boxes are taken to each layer's
+resolution by area averaging; a pixel counts as inside a box when at least half of it is.
+
+This is a patch of a technique's plan (the grounding technique records the boxes).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from .regional import cross_attention_layers, layer_size
+
+
+class BoxAttention:
+    """``BoxAttention(states, spans, boxes, boost, state)(model)``: the processor in front of every cross-attention
+    layer while entered.
+
+    Args:
+        states: the conditional text states ``[1, T, D]`` (rows equal to them get the bias).
+        spans: per box, the token indices of its phrase in those states.
+        boxes: ``[K, h, w]`` box masks at latent size.
+        boost: the factor on a phrase's attention inside its box (before normalisation).
+        state: ``{"on": bool}``, switched by the plan between grounded and free steps.
+    """
+
+    def __init__(self, states: torch.Tensor, spans: list[list[int]], boxes: torch.Tensor, boost: float, state: dict):
+        self.states, self.spans, self.boxes, self.boost, self.state = states, spans, boxes, float(boost), state
+        self._bias: dict[tuple, torch.Tensor] = {}
+
+    def bias_at(self, tokens: int, like: torch.Tensor) -> torch.Tensor:
+        """``[tokens, T]``: the additive logit bias at the layer with ``tokens`` query pixels (cached)."""
+        key = (tokens, like.device, like.dtype)
+        if key not in self._bias:
+            h, w = layer_size(tuple(self.boxes.shape[-2:]), tokens)
+            inside = F.adaptive_avg_pool2d(self.boxes[None].float(), (h, w))[0].reshape(len(self.spans), h * w) >= 0.5
+            bias = torch.zeros(h * w, self.states.shape[1])
+            for k, span in enumerate(self.spans):
+                cols = torch.tensor(span)
+                bias[:, cols] = torch.where(inside[k][:, None], math.log(self.boost), float("-inf"))
+            self._bias[key] = bias.to(like.device, like.dtype)
+        return self._bias[key]
+
+    @contextmanager
+    def __call__(self, model):
+        layers = cross_attention_layers(model.unet)
+        saved = {name: layer.processor for name, layer in layers.items()}
+        try:
+            for name, layer in layers.items():
+                layer.set_processor(_BoxProcessor(saved[name], self))
+            yield
+        finally:
+            for name, layer in layers.items():
+                layer.set_processor(saved[name])
+
+
+class _BoxProcessor:
+    def __init__(self, original, boxes: BoxAttention):
+        self.original, self.boxes = original, boxes
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
+                 **kwargs):
+        grounded = None
+        if (self.boxes.state["on"] and encoder_hidden_states is not None and hidden_states.ndim == 3
+                and encoder_hidden_states.shape[1] == self.boxes.states.shape[1]):
+            cond = self.boxes.states.to(encoder_hidden_states.device, encoder_hidden_states.dtype)
+            grounded = (encoder_hidden_states == cond).flatten(1).all(dim=1)
+        if grounded is None or not bool(grounded.any()):
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        residual = hidden_states
+        b, n, _ = hidden_states.shape
+        context = attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states
+        heads = attn.heads
+        q = attn.to_q(hidden_states).view(b, n, heads, -1).transpose(1, 2)
+        k = attn.to_k(context).view(b, context.shape[1], heads, -1).transpose(1, 2)
+        v = attn.to_v(context).view(b, context.shape[1], heads, -1).transpose(1, 2)
+        bias = torch.zeros(b, 1, n, context.shape[1], device=q.device, dtype=q.dtype)
+        bias[grounded] = self.boxes.bias_at(n, q)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scale)
+        out = attn.to_out[1](attn.to_out[0](out.transpose(1, 2).reshape(b, n, -1)))
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
