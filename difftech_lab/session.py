@@ -20,8 +20,11 @@ from .result import Result, read_recipe
 from .sampling.settings import RUN_OPTIONS, RunOptions, check_seed, check_size, documents_settings
 from .techniques import branch as _branch
 from .techniques import best_of as _best_of
+from .techniques import compose as _compose
 from .techniques import differential as _differential
+from .techniques import gligen as _gligen
 from .techniques import img2img as _img2img
+from .techniques import regional as _regional
 from .techniques import txt2img as _txt2img
 from .techniques.base import replay
 
@@ -179,7 +182,7 @@ class Session:
         """Best-of-N: ``n`` candidates (seeds ``seed``…``seed+n−1``) scored by ``scorer`` ("adherence", the bundled
         world's graded adherence, or ``scorer(image, prompt) -> float``); returns the best. ``resample_at`` (steps)
         resamples the candidates on their x̂0 scores during sampling (use a stochastic sampler). The Recipe records
-        every score and choice, so it replays without the scorer."""
+        every score and choice, so it replays without the scorer. The Result's ``nfe`` counts all n candidates."""
         return _best_of.best_of(self, prompt, negative_prompt, n=n, scorer=scorer, resample_at=resample_at,
                                 **options)
 
@@ -192,6 +195,40 @@ class Session:
         pixels are pasted back where the map is 0 (outside its ``mask_blur``)."""
         return _differential.differential(self, image, strength_map, prompt, negative_prompt, keep_map=keep_map,
                                           mask_blur=mask_blur, composite=composite, **options)
+
+    @documents_settings
+    def compose(self, parts, background: str | Embedding, negative_prompt: str = "", *, at_step: int | None = None,
+                finish_prompt: str | Embedding | None = None, **options) -> Result:
+        """Masked latent composition: ``parts`` is a list of ``(prompt, mask)`` (mask H×W in [0, 1] at image size,
+        MaskPainter's or yours). Each part's prompt and ``background`` are denoised from the same noise for the
+        first ``at_step`` steps (default 40% of the steps), the latents are combined by the masks (normalised where
+        they overlap; the background fills what no part covers), and the composite is finished under
+        ``finish_prompt`` (default the background), so the parts blend into one image. ``at_step=0`` is plain
+        generation. The Result's ``nfe`` counts every part's steps; the parts are part of the Recipe."""
+        return _compose.compose(self, parts, background, negative_prompt, at_step=at_step,
+                                finish_prompt=finish_prompt, **options)
+
+    @documents_settings
+    def regional(self, regions, base_prompt: str = "", mode: str = "attention", *, negative_prompt: str = "",
+                 base_ratio: float = 0.2, **options) -> Result:
+        """Regional prompting: ``regions`` is a list of ``(prompt, mask_or_box)`` (or ``(prompt, mask_or_box,
+        weight)``, or dicts that may add a region's own ``negative_prompt``); a mask is an H×W array at image size
+        in [0, 1] (MaskPainter's, BoxEditor's or yours), a box ``(x0, y0, x1, y1)`` in [0, 1]. ``mode``:
+        "attention" (cross-attention per region, one pass per step, as A1111's Regional Prompter) or "latent"
+        (a pass per region, predictions blended by mask, as ComfyUI's area conditioning). The base prompt covers
+        what no region does and keeps ``base_ratio`` inside them. The regions are part of the Recipe."""
+        return _regional.regional(self, regions, base_prompt, mode, negative_prompt=negative_prompt,
+                                  base_ratio=base_ratio, **options)
+
+    @documents_settings
+    def gligen(self, prompt: str, boxes, negative_prompt: str = "", *, method: str = "auto",
+               scheduled_sampling: float | None = None, boost: float = 4.0, **options) -> Result:
+        """Box grounding: ``boxes`` is a list of ``(phrase, (x0, y0, x1, y1))`` in [0, 1] (BoxEditor's boxes). With
+        GLIGEN weights in the UNet (``method="gligen"``, the default where present) the phrases become grounding
+        tokens for the first ``scheduled_sampling`` of the steps (0.3); otherwise (``method="boxes"``) each phrase
+        of the prompt has its cross-attention restricted to its box and boosted ``boost``-fold inside it."""
+        return _gligen.gligen(self, prompt, boxes, negative_prompt, method=method,
+                              scheduled_sampling=scheduled_sampling, boost=boost, **options)
 
     def branch(self, result: Result, step: int, **overrides) -> Result:
         """Re-run the steps from ``step`` on, from the state stored in ``result``'s trajectory (generate it with

@@ -1,5 +1,5 @@
 """Batch runs, comparisons and their statistics."""
 
-from .compare import Comparison, Row, adherence, compare
+from .compare import Comparison, Row, adherence, compare, compare_calls, side_by_side
 
-__all__ = ["Comparison", "Row", "adherence", "compare"]
+__all__ = ["Comparison", "Row", "adherence", "compare", "compare_calls", "side_by_side"]

@@ -135,3 +135,47 @@ def compare(session, prompts: list[str], variants: dict[str, dict], *, seeds=(0,
             rows.append(Row(name=name, n=len(images), nfe=float(np.mean(nfe)), metrics=stats,
                             seconds=float(np.mean(seconds))))
     return Comparison(rows=rows, metric_names=names, results=results)
+
+
+def compare_calls(session, cases: list, methods: dict, *, metric, progress: bool = True) -> Comparison:
+    """Each method on every case, scored: for techniques that take more than a prompt (regions, boxes, images).
+
+    ``methods`` maps a name to ``method(session, case, index) -> Result`` (index: the case's position, e.g. for its
+    seed); ``metric(image, case) -> {name: value}`` scores each image. Every method sees the same cases.
+    """
+    if not cases or not methods:
+        raise InvalidArgumentError("compare_calls needs at least one case and one method")
+    rows, names, results = [], None, {}
+    with tqdm(total=len(methods) * len(cases), desc="compare", unit="run", leave=False, disable=not progress) as bar:
+        for name, method in methods.items():
+            values: dict[str, list[float]] = {}
+            nfe, seconds = [], []
+            for index, case in enumerate(cases):
+                result = method(session, case, index)
+                bar.update()
+                for image in result.images:
+                    for key, value in metric(image, case).items():
+                        values.setdefault(key, []).append(float(value))
+                nfe.append(result.nfe)
+                seconds.append(result.timings.get("total", float("nan")) / len(result.images))
+                results.setdefault(name, []).append(result)
+            names = names or list(values)
+            rows.append(Row(name=name, n=len(next(iter(values.values()))), nfe=float(np.mean(nfe)),
+                            metrics={m: _mean_and_se(v) for m, v in values.items()}, seconds=float(np.mean(seconds))))
+    return Comparison(rows=rows, metric_names=names, results=results)
+
+
+def side_by_side(tables: dict[str, Comparison], metric: str) -> str:
+    """One metric of several comparisons with the same rows, one column per comparison, with each row's NFE per
+    image (its range where the comparisons differ, e.g. a pass per region)."""
+    first = next(iter(tables.values()))
+    header = ["method", "NFE", *tables]
+    lines = [header]
+    for k, row in enumerate(first.rows):
+        nfe = [t.rows[k].nfe for t in tables.values()]
+        spread = f"{min(nfe):.0f}" if max(nfe) - min(nfe) < 0.5 else f"{min(nfe):.0f}–{max(nfe):.0f}"
+        lines.append([row.name, spread, *(_cell(*t.rows[k].metrics[metric]) for t in tables.values())])
+    widths = [max(len(line[k]) for line in lines) for k in range(len(header))]
+    text = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)

@@ -31,6 +31,7 @@ from ..patches.regional import RegionalAttention
 from ..sampling.run import Plan
 from . import get_technique, register
 from .base import Technique, TechniqueParams
+from .compose import composition_weights
 from .txt2img import planned_sigmas
 
 MODES = ("attention", "latent")
@@ -96,12 +97,9 @@ def normalise_region(region, index: int) -> dict:
 
 def region_shares(masks: list[np.ndarray], weights: list[float], base_ratio: float, latent: tuple[int, int]):
     """``[1 + R, h, w]``: the base prompt's share, then each region's, at latent size (see the module's rule)."""
-    cover = torch.cat([resize_mask(m, *latent)[0] * w for m, w in zip(masks, weights)])  # [R, h, w]
-    total = cover.sum(0, keepdim=True)
-    cover = cover / total.clamp(min=1.0)
-    regions = cover * (1.0 - base_ratio)
-    base = 1.0 - regions.sum(0, keepdim=True)
-    return torch.cat([base.clamp(min=0.0), regions])
+    _, covers = composition_weights([m * w for m, w in zip(masks, weights)], *latent)  # overlaps normalised
+    regions = torch.cat(covers)[:, 0] * (1.0 - base_ratio)
+    return torch.cat([(1.0 - regions.sum(0, keepdim=True)).clamp(min=0.0), regions])
 
 
 def concatenated(terms: list[CondTerm], weights: list[float]) -> CondTerm:

@@ -305,7 +305,11 @@ def test_bad_inputs_raise():
     with pytest.raises(DifftechError, match="no positive terms"):
         Guider(MockModel(), EpsSampling(), Conditioning(terms=[], negative=CondTerm.constant(emb(0.0))), SIGMAS)
     masked = CondTerm(schedule=[(1, emb(1.0))], mask=torch.ones(1, 1, H, W))
-    with pytest.raises(DifftechError, match="mask"):
-        Guider(MockModel(), EpsSampling(), conditioning(masked), SIGMAS)
+    with pytest.raises(DifftechError, match="negative term cannot have a mask"):
+        Guider(MockModel(), EpsSampling(), Conditioning(terms=[CondTerm.constant(emb(1.0))], negative=masked), SIGMAS)
+    with pytest.raises(DifftechError, match=r"\[1, 1, h, w\]"):
+        Guider(MockModel(), EpsSampling(), conditioning(CondTerm([(1, emb(1.0))], mask=torch.ones(H, W))), SIGMAS)
+    with pytest.raises(DifftechError, match="own negative but no mask"):
+        Guider(MockModel(), EpsSampling(), conditioning(CondTerm([(1, emb(1.0))], negative=masked)), SIGMAS)
     with pytest.raises(DifftechError, match="threshold"):
         Guider(MockModel(), EpsSampling(), cond, SIGMAS, threshold=0.995)
