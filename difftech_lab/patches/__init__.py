@@ -47,6 +47,20 @@ class Patch:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options().items())})"
 
 
+@contextmanager
+def processors_in_front(layers: dict, make):
+    """Put ``make(original_processor)`` in front of each attention layer of ``layers`` (name -> module) while
+    entered; the original processors come back on exit, error or not."""
+    saved = {name: layer.processor for name, layer in layers.items()}
+    try:
+        for name, layer in layers.items():
+            layer.set_processor(make(saved[name]))
+        yield
+    finally:
+        for name, layer in layers.items():
+            layer.set_processor(saved[name])
+
+
 def make_patch(spec) -> Patch:
     """A Patch from a Patch, a recorded ``{"name": ..., "options": {...}}`` or a ``(name, value)`` pair."""
     _load_builtin()

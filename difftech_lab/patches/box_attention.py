@@ -13,11 +13,11 @@ This is a patch of a technique's plan (the grounding technique records the boxes
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 
+from . import processors_in_front
 from .regional import cross_attention_layers, layer_size
 
 
@@ -50,17 +50,8 @@ class BoxAttention:
             self._bias[key] = bias.to(like.device, like.dtype)
         return self._bias[key]
 
-    @contextmanager
     def __call__(self, model):
-        layers = cross_attention_layers(model.unet)
-        saved = {name: layer.processor for name, layer in layers.items()}
-        try:
-            for name, layer in layers.items():
-                layer.set_processor(_BoxProcessor(saved[name], self))
-            yield
-        finally:
-            for name, layer in layers.items():
-                layer.set_processor(saved[name])
+        return processors_in_front(cross_attention_layers(model.unet), lambda original: _BoxProcessor(original, self))
 
 
 class _BoxProcessor:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import torch
 
 from ..errors import InvalidArgumentError
-from . import Patch, register_patch
+from . import Patch, processors_in_front, register_patch
 
 
 def self_attention_layers(unet, blocks) -> dict[str, torch.nn.Module]:
@@ -93,18 +93,13 @@ class AttentionGuidancePatch(Patch):
 
     @contextmanager
     def __call__(self, model):
-        layers = self.layers(model)
         state = self.new_state()
-        saved = {name: layer.processor for name, layer in layers.items()}
         try:
-            for layer in layers.values():
-                layer.set_processor(self.front(layer.processor, state))
-            self._states[id(model)] = state
-            yield model
+            with processors_in_front(self.layers(model), lambda original: self.front(original, state)):
+                self._states[id(model)] = state
+                yield model
         finally:
             self._states.pop(id(model), None)
-            for name, layer in layers.items():
-                layer.set_processor(saved[name])
 
 
 @register_patch

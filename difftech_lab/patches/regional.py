@@ -13,11 +13,11 @@ This is a patch of a technique's plan (the regional technique records the region
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
 
 from ..errors import InvalidArgumentError, ShapeError
+from . import processors_in_front
 
 
 def cross_attention_layers(unet) -> dict[str, torch.nn.Module]:
@@ -70,17 +70,8 @@ class RegionalAttention:
             self._at[key] = pooled.reshape(pooled.shape[0], h * w).to(like.device, like.dtype)
         return self._at[key]
 
-    @contextmanager
     def __call__(self, model):
-        layers = cross_attention_layers(model.unet)
-        saved = {name: layer.processor for name, layer in layers.items()}
-        try:
-            for name, layer in layers.items():
-                layer.set_processor(_RegionalProcessor(saved[name], self))
-            yield
-        finally:
-            for name, layer in layers.items():
-                layer.set_processor(saved[name])
+        return processors_in_front(cross_attention_layers(model.unet), lambda original: _RegionalProcessor(original, self))
 
 
 class _RegionalProcessor:
