@@ -12,10 +12,10 @@ from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionMod
 from difftech_lab.models.loading import BUNDLED_MODEL
 from difftech_lab.training import components, train_text
 from difftech_lab.training.evaluate import DEFAULT_GUIDANCE
-from difftech_lab.training.model_card import write_model_card
+from difftech_lab.training.model_card import STAGES, write_model_card
 
 # bumped with every retrained release: recipes record the weights' hash, the card and difftech.json this number
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 
 def assemble(runs: Path, vae_run: str = "vae-decoder", unet_run: str = "unet") -> StableDiffusionPipeline:
     """The pipeline from the runs: frozen text tower, VAE with its measured scaling factor, the UNet's EMA weights."""
@@ -44,5 +44,6 @@ def main(args) -> None:
     (out / "difftech.json").write_text(json.dumps({"cfg": cfg, "version": MODEL_VERSION}, indent=2) + "\n")
     for name, data in keep.items():
         (out / name).write_bytes(data)
-    write_model_card(out, runs, previous=opts.get("previous"))
+    stages = tuple(opts["stages"].split(",")) if "stages" in opts else STAGES  # e.g. stages=unet2: a continuation's own
+    write_model_card(out, runs, previous=opts.get("previous"), stages=stages)
     print(f"wrote {out} ({sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB)")

@@ -28,21 +28,24 @@ def _log_summary(run: Path) -> dict:
             "minutes": round((seconds + previous) / 60, 1)}
 
 
-def write_model_card(folder: Path, runs: Path | None = None, previous: Path | None = None) -> None:
+STAGES = ("text", "vae", "vae-decoder", "unet", "unet-lowlr")
+
+
+def write_model_card(folder: Path, runs: Path | None = None, previous: Path | None = None,
+                     stages: tuple[str, ...] = STAGES) -> None:
     """README.md of the model folder: data, architecture, training, hardware, time and evaluation table.
 
-    ``previous``: the release this one was fine-tuned from; its training record is kept in this one's.
+    ``previous``: the release this one was fine-tuned from; its training record (with its own previous ones) is
+    kept in this one's. ``stages``: the runs that trained this release (a continued release lists only its own).
     """
     folder = Path(folder)
     meta_path = folder / "training.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if previous is not None:
         old = json.loads((Path(previous) / "training.json").read_text())
-        meta["previous"] = {"version": _version(Path(previous)), "weights_hash": weights_hash(previous),
-                            **{k: v for k, v in old.items() if k != "previous"}}
+        meta["previous"] = {"version": _version(Path(previous)), "weights_hash": weights_hash(previous), **old}
     if runs is not None:
-        meta["stages"] = {name: _log_summary(runs / name) for name in ("text", "vae", "vae-decoder", "unet", "unet-lowlr")
-                          if (runs / name / "log.jsonl").exists()}
+        meta["stages"] = {name: _log_summary(runs / name) for name in stages if (runs / name / "log.jsonl").exists()}
         meta["commands"] = [json.loads(line) for line in (runs / "commands.jsonl").read_text().splitlines()] \
             if (runs / "commands.jsonl").exists() else []
         meta["hardware"] = (f"{os.cpu_count()} {platform.machine()} CPU cores, no GPU, torch {torch.__version__},"
@@ -104,6 +107,8 @@ _DESIGN_NOTES = [
     "  grammar's token ids do not move; each new word starts as the word it spells), the text tower continues from",
     "  version 1 with a loss that keeps its states for canonical captions (mean squared distance to version 1's),",
     "  and the UNet continues from version 1's weights on captions of which half are free. The VAE is version 1's.",
+    "- Version 3 continues version 2's UNet on a fresh pool of 16,384 training scenes (another seed, so other",
+    "  scenes and other free phrasings of them) at half the learning rate; its text tower and VAE are version 2's.",
     "",
 ]
 
@@ -165,8 +170,9 @@ def _card_text(folder: Path, meta: dict, evaluation: dict | None) -> str:
         "## Training",
     ]
     lines += _training_lines(meta)
-    if "previous" in meta:
-        old = meta["previous"]
+    old = meta
+    while "previous" in old:  # every earlier release this one continues, newest first
+        old = old["previous"]
         lines += [f"### Version {old['version']} (weights `{old['weights_hash']}`), which this one continues", ""]
         lines += _training_lines(old)
     lines += _DESIGN_NOTES

@@ -22,7 +22,7 @@ def execute(py: Path) -> Path:
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     env_model = os.environ.pop("DIFFTECH_MODEL", None)  # outputs are recorded for the bundled model
     try:
-        NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(py.parent)}}).execute()
+        NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(py.parent)}}).execute()
     finally:
         if env_model is not None:
             os.environ["DIFFTECH_MODEL"] = env_model
