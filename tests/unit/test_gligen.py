@@ -139,3 +139,12 @@ def test_training_free_boxes_run_and_replay_and_are_a_no_op_when_unscheduled(tin
 def test_bad_boxes_are_refused(tiny_session, boxes, options, match):
     with pytest.raises(InvalidArgumentError, match=match):
         tiny_session.gligen("a red star", boxes, **{**RUN, **options})
+
+
+def test_training_free_boxes_run_on_the_sdxl_layout(tiny_folders):
+    from difftech_lab import Session
+
+    session = Session.from_pretrained(tiny_folders["sdxl"], progress=False)
+    plain = session.generate("a red star on grass", **RUN)
+    out = session.gligen("a red star on grass", BOXES, **RUN)
+    assert torch.isfinite(out.latents).all() and not torch.equal(out.latents, plain.latents)
