@@ -112,8 +112,8 @@ print(prompt_schedules("a [red|blue] circle", steps=4))
 # %% [markdown]
 # Prompt editing changes the conditioning part-way: the early steps lay out the composition, the late steps
 # settle details. Below, a red square, then `[red:blue:N]` switching the colour to blue at step 2, 3 and 14 of
-# 20, then a blue square (same seed). The colour is decided within the first steps: switched at step 2 the
-# square still turns blue; from step 3 on it has already set as red. The scorer reads each image's colour.
+# 20, then a blue square (same seed). The colour is decided within the first few steps: switched at step 2 or 3
+# the square still turns blue; switched at step 14 it has long set as red. The scorer reads each image's colour.
 
 # %%
 from difftech_lab.images import grid
