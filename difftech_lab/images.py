@@ -89,6 +89,24 @@ def to_mask(mask: Any, width: int, height: int) -> np.ndarray:
     return mask
 
 
+def box_mask(box, width: int, height: int) -> np.ndarray:
+    """A hard ``(height, width)`` mask of the pixels whose centres lie in ``box`` = (x0, y0, x1, y1) in [0, 1]."""
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"box {box!r} must be four numbers (x0, y0, x1, y1) in [0, 1]") from None
+    if not all(np.isfinite([x0, y0, x1, y1])) or min(x0, y0, x1, y1) < 0 or max(x0, y0, x1, y1) > 1:
+        raise InvalidArgumentError(f"box {box!r} lies outside [0, 1]; give (x0, y0, x1, y1) as fractions of the "
+                                   "image's width and height")
+    if not (x0 < x1 and y0 < y1):
+        raise InvalidArgumentError(f"box {box!r} is empty; give x0 < x1 and y0 < y1")
+    xs, ys = (np.arange(width) + 0.5) / width, (np.arange(height) + 0.5) / height
+    inside = (ys[:, None] >= y0) & (ys[:, None] < y1) & (xs[None, :] >= x0) & (xs[None, :] < x1)
+    if not inside.any():
+        raise InvalidArgumentError(f"box {box!r} holds no pixel centre of a {width}×{height} image; make it larger")
+    return inside.astype(np.float32)
+
+
 def resize_mask(mask: np.ndarray | torch.Tensor, height: int, width: int) -> torch.Tensor:
     """A mask area-averaged to ``(height, width)`` as ``[1, 1, height, width]``: area resizing keeps its mean,
     so a soft edge stays soft at latent size."""

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InvalidArgumentError
-from .scenes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, ObjectSpec, SceneSpec
+from .scenes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, ObjectSpec, SceneSpec, position_phrase
 
-_PREPOSITION = {"left": "on the", "right": "on the", "centre": "in the"}
 _CELLS = {cell: name for name, cell in POSITIONS.items()}
 
 
@@ -51,7 +50,7 @@ def phrase(obj: ObjectSpec, position: bool = True) -> str:
     """``a big red circle at the top left``; attributes left open are left out."""
     words = ["a", *(w for w in (obj.size, obj.colour, obj.shape) if w is not None)]
     if position and obj.position is not None:
-        words.append(f"{_PREPOSITION.get(obj.position, 'at the')} {obj.position}")
+        words.append(position_phrase(obj.position))
     return " ".join(words)
 
 

@@ -69,9 +69,14 @@ def scene_key(spec: SceneSpec) -> str:
     return " | ".join(objects) + f" / {spec.background}"
 
 
+def position_phrase(position: str) -> str:
+    """How the grammar places an object: ``on the left``, ``in the centre``, ``at the top right``."""
+    return f"{_PREPOSITION.get(position, 'at the')} {position}"
+
+
 def object_phrase(obj: ObjectSpec) -> str:
     """The grammar's phrase for one object, e.g. ``a big red circle on the left``."""
-    return f"a {obj.size} {obj.colour} {obj.shape} {_PREPOSITION.get(obj.position, 'at the')} {obj.position}"
+    return f"a {obj.size} {obj.colour} {obj.shape} {position_phrase(obj.position)}"
 
 
 def caption(spec: SceneSpec) -> str:

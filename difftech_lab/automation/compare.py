@@ -42,10 +42,7 @@ class Comparison:
             cells = [row.name, str(row.n), f"{row.nfe:g}"]
             cells += [_cell(*row.metrics[m]) for m in self.metric_names]
             lines.append(cells)
-        widths = [max(len(line[k]) for line in lines) for k in range(len(header))]
-        text = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
-        text.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(text)
+        return _aligned(lines)
 
     def _repr_pretty_(self, printer, cycle) -> None:
         printer.text(str(self))
@@ -58,6 +55,14 @@ class Comparison:
 
     def best(self, metric: str) -> Row:
         return max(self.rows, key=lambda row: row.metrics[metric][0])
+
+
+def _aligned(lines: list[list[str]]) -> str:
+    """A header and rows of cells as left-aligned columns, with a rule under the header."""
+    widths = [max(len(line[k]) for line in lines) for k in range(len(lines[0]))]
+    text = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
 
 
 def _cell(mean: float, se: float) -> str:
@@ -175,7 +180,4 @@ def side_by_side(tables: dict[str, Comparison], metric: str) -> str:
         nfe = [t.rows[k].nfe for t in tables.values()]
         spread = f"{min(nfe):.0f}" if max(nfe) - min(nfe) < 0.5 else f"{min(nfe):.0f}–{max(nfe):.0f}"
         lines.append([row.name, spread, *(_cell(*t.rows[k].metrics[metric]) for t in tables.values())])
-    widths = [max(len(line[k]) for line in lines) for k in range(len(header))]
-    text = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(text)
+    return _aligned(lines)

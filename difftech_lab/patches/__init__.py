@@ -61,6 +61,16 @@ def processors_in_front(layers: dict, make):
             layer.set_processor(saved[name])
 
 
+def matching_rows(hidden, states):
+    """Which rows of a forward's text states ``hidden`` ``[N, T, D]`` are ``states`` ``[1, T, D]`` (bool ``[N]``):
+    how a patch tells the conditional rows of a batched CFG forward from the unconditional ones."""
+    import torch
+
+    if hidden.shape[1:] != states.shape[1:]:
+        return torch.zeros(hidden.shape[0], dtype=torch.bool, device=hidden.device)
+    return (hidden == states.to(hidden.device, hidden.dtype)).flatten(1).all(dim=1)
+
+
 def make_patch(spec) -> Patch:
     """A Patch from a Patch, a recorded ``{"name": ..., "options": {...}}`` or a ``(name, value)`` pair."""
     _load_builtin()

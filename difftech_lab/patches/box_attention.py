@@ -17,8 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import processors_in_front
-from .regional import cross_attention_layers, layer_size
+from . import matching_rows, processors_in_front
+from .regional import cross_attention_layers, masks_at_layer
 
 
 class BoxAttention:
@@ -36,19 +36,27 @@ class BoxAttention:
     def __init__(self, states: torch.Tensor, spans: list[list[int]], boxes: torch.Tensor, boost: float, state: dict):
         self.states, self.spans, self.boxes, self.boost, self.state = states, spans, boxes, float(boost), state
         self._bias: dict[tuple, torch.Tensor] = {}
+        self._rows: tuple | None = None  # (the text states of the last forward, its grounded rows)
 
     def bias_at(self, tokens: int, like: torch.Tensor) -> torch.Tensor:
         """``[tokens, T]``: the additive logit bias at the layer with ``tokens`` query pixels (cached)."""
         key = (tokens, like.device, like.dtype)
         if key not in self._bias:
-            h, w = layer_size(tuple(self.boxes.shape[-2:]), tokens)
-            inside = F.adaptive_avg_pool2d(self.boxes[None].float(), (h, w))[0].reshape(len(self.spans), h * w) >= 0.5
-            bias = torch.zeros(h * w, self.states.shape[1])
+            inside = masks_at_layer(self.boxes, tokens) >= 0.5
+            bias = torch.zeros(tokens, self.states.shape[1])
             for k, span in enumerate(self.spans):
                 cols = torch.tensor(span)
                 bias[:, cols] = torch.where(inside[k][:, None], math.log(self.boost), float("-inf"))
             self._bias[key] = bias.to(like.device, like.dtype)
         return self._bias[key]
+
+    def grounded_rows(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        """The conditional rows of a forward's text states, or None when there are none; every cross-attention
+        layer of one forward gets the same tensor, so the answer is worked out once per forward."""
+        if self._rows is None or self._rows[0] is not hidden:
+            rows = matching_rows(hidden, self.states)
+            self._rows = (hidden, rows if bool(rows.any()) else None)
+        return self._rows[1]
 
     def __call__(self, model):
         return processors_in_front(cross_attention_layers(model.unet), lambda original: _BoxProcessor(original, self))
@@ -61,11 +69,9 @@ class _BoxProcessor:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
                  **kwargs):
         grounded = None
-        if (self.boxes.state["on"] and encoder_hidden_states is not None and hidden_states.ndim == 3
-                and encoder_hidden_states.shape[1] == self.boxes.states.shape[1]):
-            cond = self.boxes.states.to(encoder_hidden_states.device, encoder_hidden_states.dtype)
-            grounded = (encoder_hidden_states == cond).flatten(1).all(dim=1)
-        if grounded is None or not bool(grounded.any()):
+        if self.boxes.state["on"] and encoder_hidden_states is not None and hidden_states.ndim == 3:
+            grounded = self.boxes.grounded_rows(encoder_hidden_states)
+        if grounded is None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         residual = hidden_states
         b, n, _ = hidden_states.shape

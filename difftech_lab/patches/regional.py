@@ -38,6 +38,12 @@ def layer_size(latent: tuple[int, int], tokens: int) -> tuple[int, int]:
     return h, w
 
 
+def masks_at_layer(masks: torch.Tensor, tokens: int) -> torch.Tensor:
+    """``[K, tokens]``: latent-size masks ``[K, h, w]`` area-averaged to the layer with ``tokens`` query pixels."""
+    h, w = layer_size(tuple(masks.shape[-2:]), tokens)
+    return torch.nn.functional.adaptive_avg_pool2d(masks[None].float(), (h, w))[0].reshape(masks.shape[0], h * w)
+
+
 class RegionalAttention:
     """``RegionalAttention(splits, shares)(model)``: a context manager putting the regional processor in front of
     every cross-attention layer of ``model.unet``.
@@ -59,15 +65,16 @@ class RegionalAttention:
                     f"the prompts' token spans {previous} and {list(lengths)} have the same total length, so a "
                     "layer cannot tell them apart; shorten the longer region prompt or its negative to 75 tokens")
         self.by_total, self.shares = by_total, shares
-        self._at: dict[tuple, torch.Tensor] = {}
+        self._at: dict[tuple, tuple[torch.Tensor, list[int]]] = {}
 
-    def shares_at(self, tokens: int, like: torch.Tensor) -> torch.Tensor:
-        """``[K, tokens]``: the shares at the layer with ``tokens`` query pixels (cached per resolution)."""
+    def shares_at(self, tokens: int, like: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """``[K, tokens]``: the shares at the layer with ``tokens`` query pixels, and the prompts with a share there
+        (cached per resolution, so no layer call reads a tensor back to decide what to compute)."""
         key = (tokens, like.device, like.dtype)
         if key not in self._at:
-            h, w = layer_size(tuple(self.shares.shape[-2:]), tokens)
-            pooled = torch.nn.functional.adaptive_avg_pool2d(self.shares[None].float(), (h, w))[0]
-            self._at[key] = pooled.reshape(pooled.shape[0], h * w).to(like.device, like.dtype)
+            shares = masks_at_layer(self.shares, tokens)
+            active = [k for k in range(shares.shape[0]) if bool(shares[k].any())]
+            self._at[key] = (shares.to(like.device, like.dtype), active)
         return self._at[key]
 
     def __call__(self, model):
@@ -87,13 +94,12 @@ class _RegionalProcessor:
         if lengths is None:  # not a regional call (e.g. a patch's extra forward with plain text states)
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         tokens = hidden_states.shape[1] if hidden_states.ndim == 3 else hidden_states.shape[-2] * hidden_states.shape[-1]
-        shares = self.regions.shares_at(tokens, hidden_states)
+        shares, active = self.regions.shares_at(tokens, hidden_states)
+        prompts = encoder_hidden_states.split(lengths, dim=1)
         out = None
-        for share, states in zip(shares, encoder_hidden_states.split(lengths, dim=1)):
-            if not bool(share.any()):
-                continue
-            part = self.original(attn, hidden_states, states, attention_mask, temb, *args, **kwargs)
-            weight = share[None, :, None] if part.ndim == 3 else share.view(1, 1, *part.shape[-2:])
+        for k in active:  # a prompt with no share at this resolution is not computed
+            part = self.original(attn, hidden_states, prompts[k], attention_mask, temb, *args, **kwargs)
+            weight = shares[k][None, :, None] if part.ndim == 3 else shares[k].view(1, 1, *part.shape[-2:])
             part = part * weight
             out = part if out is None else out + part
         return out

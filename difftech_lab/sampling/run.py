@@ -50,6 +50,7 @@ class Plan:
         guidance: extra guidance terms beside CFG/AND (see ``Guider``).
         subscribers: step-event listeners the technique itself needs.
         after_decode: ``f(images) -> images`` applied to the decoded images, in order (e.g. compositing).
+        decode: False for a segment whose latents the technique goes on with (its Result has no images).
         timings: seconds spent before the run (prompt encoding), reported in the Result.
     """
 
@@ -66,6 +67,7 @@ class Plan:
     subscribers: list = field(default_factory=list)
     after_decode: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    decode: bool = True
 
 
 def encode_conditioning(session, prompt, negative_prompt: str, settings: Settings, timings: dict) -> Conditioning:
@@ -123,10 +125,12 @@ def run_plan(session, plan: Plan, recipe, run: RunOptions) -> Result:
             raise NumericalError("the final latent is NaN/inf; in fp16 use dtype=torch.float32, or lower cfg")
         timings["sampling"] = time.perf_counter() - t_sample
         t_decode = time.perf_counter()
-        with torch.inference_mode():
-            images = session.decode(latents)
-        for finish in plan.after_decode:
-            images = finish(images)
+        images = []
+        if plan.decode:
+            with torch.inference_mode():
+                images = session.decode(latents)
+            for finish in plan.after_decode:
+                images = finish(images)
         timings["decode"] = time.perf_counter() - t_decode
         timings["total"] = time.perf_counter() - t0
         latents = latents.clone()  # outside inference mode: an ordinary tensor users may edit or differentiate

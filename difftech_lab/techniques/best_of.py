@@ -74,7 +74,8 @@ class BestOf(Technique):
         plan = txt2img.plan(session, batch, txt2img.Params(params.prompt, params.negative_prompt))
         x, start, nfe, resampled = plan.x, 0, 0, []
         for j, k in enumerate(params.resample_at or []):
-            segment = run_plan(session, replace(plan, x=x, start=start, stop=k), None, replace(run, keep_trajectory=True))
+            segment = run_plan(session, replace(plan, x=x, start=start, stop=k, decode=False), None,
+                               replace(run, keep_trajectory=True))
             nfe += segment.nfe
             if params.resampled is None:
                 x0 = session.decode(segment.trajectory[-1].denoised)

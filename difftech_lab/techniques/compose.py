@@ -143,7 +143,7 @@ class Compose(Technique):
             if not bool(w.any()):  # a background the parts cover everywhere adds nothing
                 continue
             plan = txt2img.plan(session, settings, Txt2Img.Params(prompt, params.negative_prompt))
-            segment = run_plan(session, replace(plan, stop=params.at_step), None, quiet)
+            segment = run_plan(session, replace(plan, stop=params.at_step, decode=False), None, quiet)
             nfe += segment.nfe
             term = segment.latents * w
             x = term if x is None else x + term

@@ -24,11 +24,11 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..errors import InvalidArgumentError
-from ..images import resize_mask
+from ..images import box_mask, resize_mask
+from ..patches import matching_rows
 from ..patches.box_attention import BoxAttention
 from . import get_technique, register
 from .base import Technique, TechniqueParams
-from .regional import box_mask
 from .txt2img import Txt2Img, check_prompt
 
 METHODS = ("auto", "gligen", "boxes")
@@ -83,9 +83,7 @@ class GligenInputs:
             for fuser in fusers:
                 fuser.enabled = on
             rows = encoder_hidden_states.shape[0]
-            cond = outer.states.to(encoder_hidden_states.device, encoder_hidden_states.dtype)
-            grounded = (encoder_hidden_states == cond).flatten(1).all(dim=1) if \
-                encoder_hidden_states.shape[1:] == cond.shape[1:] else torch.zeros(rows, dtype=torch.bool)
+            grounded = matching_rows(encoder_hidden_states, outer.states)
             masks = torch.zeros(rows, MAX_OBJECTS, device=sample.device, dtype=sample.dtype)
             masks[grounded.to(masks.device), :outer.n] = 1
             kwargs_ = dict(cross_attention_kwargs or {})

@@ -26,34 +26,16 @@ import torch
 
 from ..conditioning.types import Conditioning, CondTerm, Embedding
 from ..errors import InvalidArgumentError, ShapeError
-from ..images import resize_mask, to_mask
+from ..images import box_mask, resize_mask, to_mask
 from ..patches.regional import RegionalAttention
 from ..sampling.run import Plan
 from . import get_technique, register
 from .base import Technique, TechniqueParams
 from .compose import composition_weights
-from .txt2img import planned_sigmas
+from .txt2img import planned_sigmas, start_latent
 
 MODES = ("attention", "latent")
 MAX_REGIONS = 16  # latent mode runs a network row per region and step; attention mode a cross-attention each
-
-
-def box_mask(box, width: int, height: int) -> np.ndarray:
-    """A hard ``(height, width)`` mask of the pixels whose centres lie in ``box`` = (x0, y0, x1, y1) in [0, 1]."""
-    try:
-        x0, y0, x1, y1 = (float(v) for v in box)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"box {box!r} must be four numbers (x0, y0, x1, y1) in [0, 1]") from None
-    if not all(np.isfinite([x0, y0, x1, y1])) or min(x0, y0, x1, y1) < 0 or max(x0, y0, x1, y1) > 1:
-        raise InvalidArgumentError(f"box {box!r} lies outside [0, 1]; give (x0, y0, x1, y1) as fractions of the "
-                                   "image's width and height")
-    if not (x0 < x1 and y0 < y1):
-        raise InvalidArgumentError(f"box {box!r} is empty; give x0 < x1 and y0 < y1")
-    xs, ys = (np.arange(width) + 0.5) / width, (np.arange(height) + 0.5) / height
-    inside = (ys[:, None] >= y0) & (ys[:, None] < y1) & (xs[None, :] >= x0) & (xs[None, :] < x1)
-    if not inside.any():
-        raise InvalidArgumentError(f"box {box!r} holds no pixel centre of a {width}×{height} image; make it larger")
-    return inside.astype(np.float32)
 
 
 def normalise_region(region, index: int) -> dict:
@@ -170,8 +152,7 @@ class Regional(Technique):
                                                 else r["negative_prompt"], steps, clip_skip=skip), f"region {k}")
                  for k, r in enumerate(params.regions)]
         sigmas = planned_sigmas(session, settings)
-        noise = session.noise(settings.seed, settings.width, settings.height, settings.batch_size)
-        x = session.model_sampling.noise_scaling(sigmas[0], noise, torch.zeros_like(noise))
+        x = start_latent(session, settings, sigmas)
         patches = []
         if params.mode == "latent":
             terms = []

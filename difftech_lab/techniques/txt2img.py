@@ -51,11 +51,16 @@ class Txt2Img(Technique):
         timings = {}
         conditioning = encode_conditioning(session, params.prompt, params.negative_prompt, settings, timings)
         sigmas = planned_sigmas(session, settings)
-        noise = params.noise if params.noise is not None else session.noise(
-            settings.seed, settings.width, settings.height, settings.batch_size)
-        x = session.model_sampling.noise_scaling(sigmas[0], noise, torch.zeros_like(noise))
+        x = start_latent(session, settings, sigmas, params.noise)
         return Plan(settings=settings, sigmas=sigmas, x=x, conditioning=conditioning, timings=timings)
 
+
+
+def start_latent(session, settings, sigmas: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """The latent a text-to-image run starts from: the seed's noise (or ``noise``) at the schedule's first σ."""
+    if noise is None:
+        noise = session.noise(settings.seed, settings.width, settings.height, settings.batch_size)
+    return session.model_sampling.noise_scaling(sigmas[0], noise, torch.zeros_like(noise))
 
 
 def check_noise(session, noise, settings) -> torch.Tensor:

@@ -9,7 +9,8 @@ from difftech_lab.conditioning.types import Conditioning, CondTerm, Embedding
 from difftech_lab.errors import InvalidArgumentError, ShapeError
 from difftech_lab.patches.regional import RegionalAttention, layer_size
 from difftech_lab.sampling.guider import Guider
-from difftech_lab.techniques.regional import MAX_REGIONS, box_mask, region_shares
+from difftech_lab.images import box_mask
+from difftech_lab.techniques.regional import MAX_REGIONS, region_shares
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUN = dict(seed=3, steps=3, width=32, height=32, progress=False)
