@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InvalidArgumentError
-from .scenes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, ObjectSpec, SceneSpec, position_phrase
+from .scenes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, ObjectSpec, SceneSpec, phrase
 
 _CELLS = {cell: name for name, cell in POSITIONS.items()}
 
@@ -44,14 +44,6 @@ class Layout:
     @property
     def base_prompt(self) -> str:
         return f"on a {self.scene.background} background"
-
-
-def phrase(obj: ObjectSpec, position: bool = True) -> str:
-    """``a big red circle at the top left``; attributes left open are left out."""
-    words = ["a", *(w for w in (obj.size, obj.colour, obj.shape) if w is not None)]
-    if position and obj.position is not None:
-        words.append(position_phrase(obj.position))
-    return " ".join(words)
 
 
 def cell_box(position: str) -> tuple[float, float, float, float]:

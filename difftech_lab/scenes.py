@@ -69,6 +69,13 @@ def scene_key(spec: SceneSpec) -> str:
     return " | ".join(objects) + f" / {spec.background}"
 
 
+def far_apart(a: str, b: str) -> bool:
+    """Whether two positions are two grid cells apart (in x or y), as the objects of one training scene are: even
+    two big objects there never touch."""
+    (ax, ay), (bx, by) = POSITIONS[a], POSITIONS[b]
+    return max(abs(ax - bx), abs(ay - by)) >= 2
+
+
 def position_phrase(position: str) -> str:
     """How the grammar places an object: ``on the left``, ``in the centre``, ``at the top right``."""
     return f"{_PREPOSITION.get(position, 'at the')} {position}"
@@ -77,6 +84,15 @@ def position_phrase(position: str) -> str:
 def object_phrase(obj: ObjectSpec) -> str:
     """The grammar's phrase for one object, e.g. ``a big red circle on the left``."""
     return f"a {obj.size} {obj.colour} {obj.shape} {position_phrase(obj.position)}"
+
+
+def phrase(obj: ObjectSpec, position: bool = True) -> str:
+    """``a big red circle at the top left``, with the attributes left open (``None``) left out; ``position=False``
+    says what the object is, not where (a grounding phrase, whose box says where)."""
+    words = ["a", *(w for w in (obj.size, obj.colour) if w is not None), obj.shape or GENERIC_NOUN]
+    if position and obj.position is not None:
+        words.append(position_phrase(obj.position))
+    return " ".join(words)
 
 
 def caption(spec: SceneSpec) -> str:

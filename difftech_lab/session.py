@@ -10,6 +10,7 @@ import torch
 from torch.profiler import record_function
 
 from .conditioning.encoder import PromptEncoder
+from .conditioning.expansion import expand, model_family, styles
 from .conditioning.types import Embedding
 from .errors import InvalidArgumentError
 from .images import from_pixels, to_pixels
@@ -24,6 +25,7 @@ from .techniques import compose as _compose
 from .techniques import differential as _differential
 from .techniques import gligen as _gligen
 from .techniques import img2img as _img2img
+from .techniques import prompt_search as _prompt_search
 from .techniques import regional as _regional
 from .techniques import txt2img as _txt2img
 from .techniques.base import replay
@@ -153,9 +155,20 @@ class Session:
     # ---------------------------------------------------------------------------------------- techniques
     @documents_settings
     def generate(self, prompt: str | Embedding = "", negative_prompt: str = "", *, noise: torch.Tensor | None = None,
-                 **options) -> Result:
-        """Text to image. ``noise`` (``[B, C, h, w]``, unit variance) replaces the seed's initial noise."""
-        return _txt2img.generate(self, prompt, negative_prompt, noise=noise, **options)
+                 style: str | None = None, **options) -> Result:
+        """Text to image. ``noise`` (``[B, C, h, w]``, unit variance) replaces the seed's initial noise. ``style``
+        expands the prompt from the model family's vocabulary (``session.expand_prompt`` shows the text; the
+        Recipe records both)."""
+        return _txt2img.generate(self, prompt, negative_prompt, noise=noise, style=style, **options)
+
+    def expand_prompt(self, prompt: str, style: str, negative_prompt: str = "") -> tuple[str, str]:
+        """The ``(prompt, negative_prompt)`` a ``style`` makes of these for this model's family (``"sd"``: quality
+        and style tags; ``"tiny-shapes"``: ``"canonical"`` or ``"complete"``); ``prompt_styles()`` lists them."""
+        return expand(prompt, style, model_family(self.model), negative_prompt)
+
+    def prompt_styles(self) -> list[str]:
+        """The expansion styles of this model's family."""
+        return styles(model_family(self.model))
 
     @documents_settings
     def img2img(self, image, prompt: str | Embedding = "", negative_prompt: str = "", *, strength: float = 0.6,
@@ -185,6 +198,20 @@ class Session:
         every score and choice, so it replays without the scorer. The Result's ``nfe`` counts all n candidates."""
         return _best_of.best_of(self, prompt, negative_prompt, n=n, scorer=scorer, resample_at=resample_at,
                                 **options)
+
+    @documents_settings
+    def prompt_search(self, prompt: str, target: str | None = None, negative_prompt: str = "", *, scorer=None,
+                      vocabulary=None, seeds: int = 2, max_sweeps: int = 3, budget: int | None = None,
+                      **options) -> Result:
+        """Search the prompt's words for a higher score: coordinate ascent over word slots (``vocabulary``: groups
+        of interchangeable words; default the model family's), each candidate drawn at seeds ``seed`` … ``seed +
+        seeds − 1``. Scored against a ``target`` scene of the bundled world, or by ``scorer(image) -> float``. Stops
+        at the top score, on a sweep that changes nothing, after ``max_sweeps`` or at ``budget`` NFE. Returns the
+        final prompt's images; ``result.recipe.params["history"]`` holds every accepted change with its score and
+        NFE, and the Recipe replays the final prompt without searching."""
+        return _prompt_search.prompt_search(self, prompt, target, negative_prompt, scorer=scorer,
+                                            vocabulary=vocabulary, seeds=seeds, max_sweeps=max_sweeps, budget=budget,
+                                            **options)
 
     @documents_settings
     def differential(self, image, strength_map=None, prompt: str | Embedding = "", negative_prompt: str = "", *,

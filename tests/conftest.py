@@ -24,6 +24,14 @@ def tiny_session(tiny_folders):
     return Session.from_pretrained(tiny_folders["sd15"], progress=False)
 
 
+@pytest.fixture(scope="session")
+def bundled_session():
+    """A Session over the bundled tiny-shapes model (tests must not change its state)."""
+    from difftech_lab import Session
+
+    return Session(progress=False)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """The tiny models' ops are too small to gain from threads; on a shared 2-core machine threads only contend."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -13,14 +14,18 @@ from pathlib import Path
 import torch
 
 from ..errors import BundledModelMissingError, InvalidArgumentError, ModelLoadError, UnsafeCheckpointError
+from .grounding import is_grounding_folder, load_grounding_folder
 from .identity import weights_hash
 from .parameterization import ModelSampling, model_sampling_from_config
 from .single_file import convert_single_file
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "bundled" / "tiny-shapes"
+# the bundled model with GLIGEN grounding trained on free layouts (its new weights only; the base beside it)
+BUNDLED_GROUNDED = BUNDLED_MODEL.parent / "tiny-shapes-gligen"
+BUNDLED_NAMES = {"tiny-shapes": BUNDLED_MODEL, "tiny-shapes-gligen": BUNDLED_GROUNDED}
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 SINGLE_FILE_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
-_MODEL_FORMS = ("None (the bundled model), a diffusers folder, a single-file checkpoint (.safetensors; "
+_MODEL_FORMS = ("None or 'tiny-shapes' (the bundled model), 'tiny-shapes-gligen' (it with grounding), a diffusers folder, a single-file checkpoint (.safetensors; "
                 f"{'/'.join(PICKLE_SUFFIXES)} with allow_pickle=True) or a hub id ('owner/name')")
 _OPTION_FORMS = {"config": "single-file checkpoints", "variant": "folders and hub ids"}  # any other: hub ids
 
@@ -43,8 +48,13 @@ class ModelBundle:
 
     @cached_property
     def identity(self) -> str:
-        """The content hash of the weights this model was loaded from ("" for a model built in memory)."""
-        return weights_hash(self.source)
+        """The content hash of the weights this model was loaded from ("" for a model built in memory); a
+        grounding folder's identity covers its base model's weights too."""
+        own = weights_hash(self.source)
+        if "base_source" not in self.extras or not own:
+            return own
+        joined = f"{weights_hash(self.extras['base_source'])}+{own}".encode()
+        return hashlib.sha256(joined).hexdigest()[:len(own)]
 
     @property
     def version(self) -> str:
@@ -265,8 +275,16 @@ def load_model(spec: str | os.PathLike | None = None, *, device="auto", dtype="a
                                  f"for a diffusers model give its folder. Pass {_MODEL_FORMS}")
         _refuse_options(f"the single file {path}", variant=variant, **hub_options)
         return load_single_file(path, device, dtype, allow_pickle=allow_pickle, config=config)
+    if not path.exists() and text in BUNDLED_NAMES:
+        path = BUNDLED_NAMES[text]
+        if not path.is_dir():
+            raise BundledModelMissingError(f"the bundled model {text!r} is not installed at {path}; reinstall "
+                                           "difftech_lab")
     if path.is_dir():
         _refuse_options(f"the folder {path}", config=config, **hub_options)
+        if is_grounding_folder(path):
+            _refuse_options(f"the grounding folder {path}", variant=variant)
+            return load_grounding_folder(path, load_folder, device, dtype)
         return load_folder(path, device, dtype, variant=variant)
     if isinstance(spec, os.PathLike) or path.suffix in SINGLE_FILE_SUFFIXES or not _is_hub_id(text):
         raise ModelLoadError(f"model {text!r} is no existing folder or file, nor a hub id; pass {_MODEL_FORMS}")

@@ -16,7 +16,8 @@ TECHNIQUES: dict = {}
 
 # technique name -> module that defines it, so a recipe finds its technique without importing them all
 BUILTIN = {"txt2img": "txt2img", "img2img": "img2img", "inpaint": "img2img", "branch": "branch",
-           "differential": "differential", "best_of": "best_of", "compose": "compose", "regional": "regional"}
+           "differential": "differential", "best_of": "best_of", "compose": "compose", "regional": "regional",
+           "gligen": "gligen", "prompt_search": "prompt_search"}
 
 
 def register(cls):

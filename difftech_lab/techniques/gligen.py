@@ -6,8 +6,8 @@ Two methods, chosen by what the model has:
   gated self-attention layer in every transformer block and the position net): each phrase's pooled text
   vector and its box's Fourier features become grounding tokens the visual tokens attend to. The conditional
   rows get the objects; the unconditional rows get none (the masks at 0), as diffusers' pipeline does.
-  Scheduled sampling: the gated layers run for the first ``scheduled_sampling`` fraction of the steps (0.3 by
-  default, the paper's and diffusers' τ) and are switched off after.
+  Scheduled sampling: the gated layers run for the first ``scheduled_sampling`` fraction of the steps and are
+  switched off after; by default the τ the model's grounding card names, else 0.3 (the paper's and diffusers').
 - **Training-free boxes** for models without grounding weights (``patches.box_attention``): cross-attention to
   each phrase's tokens is restricted to its box and boosted inside it, for the first ``scheduled_sampling``
   fraction of the steps (all of them by default). The phrases must occur in the prompt.
@@ -25,6 +25,7 @@ import torch
 
 from ..errors import InvalidArgumentError
 from ..images import box_mask, resize_mask
+from ..models.grounding import has_grounding, phrase_embeddings
 from ..patches import matching_rows
 from ..patches.box_attention import BoxAttention
 from . import get_technique, register
@@ -33,12 +34,6 @@ from .txt2img import Txt2Img, check_prompt
 
 METHODS = ("auto", "gligen", "boxes")
 MAX_OBJECTS = 30  # GLIGEN's grounding tokens (its position net is trained with 30)
-
-
-def has_grounding(model) -> bool:
-    """Whether the model's UNet carries GLIGEN weights (gated self-attention and a position net)."""
-    return getattr(model.unet.config, "attention_type", "default") in ("gated", "gated-text-image") \
-        and hasattr(model.unet, "position_net")
 
 
 def phrase_span(tokenizer, prompt: str, phrase: str) -> list[int]:
@@ -112,7 +107,7 @@ class Gligen(Txt2Img):
         boxes: list = None  # [[phrase, [x0, y0, x1, y1]], ...]
         negative_prompt: str = ""
         method: str = "auto"
-        scheduled_sampling: float | None = None  # fraction of steps grounded; None: 0.3 (GLIGEN) or 1 (boxes)
+        scheduled_sampling: float | None = None  # fraction of steps grounded; None: the model's τ (GLIGEN) or 1
         boost: float = 4.0  # training-free boxes: attention factor on a phrase inside its box
 
     def check(self, session, settings, params):
@@ -123,8 +118,8 @@ class Gligen(Txt2Img):
             raise InvalidArgumentError(f"grounding method {params.method!r} is not one of {', '.join(METHODS)}")
         method = params.method
         if method == "auto":
-            method = "gligen" if has_grounding(session.model) else "boxes"
-        if method == "gligen" and not has_grounding(session.model):
+            method = "gligen" if has_grounding(session.model.unet) else "boxes"
+        if method == "gligen" and not has_grounding(session.model.unet):
             raise InvalidArgumentError("this model has no GLIGEN weights (a UNet with attention_type='gated'); load "
                                        "a GLIGEN checkpoint in diffusers format, or use method='boxes'")
         if not isinstance(params.boxes, (list, tuple)) or not params.boxes:
@@ -141,8 +136,8 @@ class Gligen(Txt2Img):
             box_mask(box, settings.width, settings.height)
             boxes.append([phrase, [float(v) for v in box]])
         s = params.scheduled_sampling
-        if s is None:
-            s = 0.3 if method == "gligen" else 1.0
+        if s is None:  # GLIGEN's τ: the model's own (a grounding folder's card), else the paper's 0.3
+            s = session.model.extras.get("defaults", {}).get("scheduled_sampling", 0.3) if method == "gligen" else 1.0
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s <= 1:
             raise InvalidArgumentError(f"scheduled_sampling {s!r} must lie in [0, 1] (the fraction of steps grounded)")
         b = params.boost
@@ -180,11 +175,8 @@ class Gligen(Txt2Img):
     @staticmethod
     def _gligen_inputs(session, params, states, state) -> GligenInputs:
         tokenizer, encoder = session.encoder.pairs[0]
-        phrases = [phrase for phrase, _ in params.boxes]
-        tokens = tokenizer(phrases, padding=True, return_tensors="pt").to(encoder.device)
-        with torch.no_grad():
-            pooled = encoder(**tokens).pooler_output.float().cpu()
-        n = len(phrases)
+        pooled = phrase_embeddings(tokenizer, encoder, [phrase for phrase, _ in params.boxes])
+        n = len(params.boxes)
         boxes = torch.zeros(1, MAX_OBJECTS, 4)
         boxes[0, :n] = torch.tensor([box for _, box in params.boxes])
         embeddings = torch.zeros(1, MAX_OBJECTS, pooled.shape[-1])

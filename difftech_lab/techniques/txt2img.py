@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ..conditioning.expansion import expand, model_family
 from ..conditioning.types import Embedding
 from ..errors import InvalidArgumentError, ShapeError
 from ..sampling.run import Plan, encode_conditioning
@@ -40,16 +41,22 @@ class Txt2Img(Technique):
         prompt: str | Embedding = ""
         negative_prompt: str = ""
         noise: torch.Tensor | None = None  # given initial noise [B, C, h, w] (unit variance); None: from the seed
+        style: str | None = None  # prompt expansion (conditioning.expansion) from the model family's vocabulary
+        expanded: list | None = None  # recorded: [prompt, negative prompt] as the style expanded them
 
     def check(self, session, settings, params):
         check_prompt(params.prompt)
+        if params.style is not None:
+            expanded = expand(params.prompt, params.style, model_family(session.model), params.negative_prompt)
+            params = replace(params, expanded=list(expanded))
         if params.noise is not None:  # given noise is part of what the result depends on
             return replace(params, noise=check_noise(session, params.noise, settings))
         return params
 
     def plan(self, session, settings, params) -> Plan:
         timings = {}
-        conditioning = encode_conditioning(session, params.prompt, params.negative_prompt, settings, timings)
+        prompt, negative = params.expanded or (params.prompt, params.negative_prompt)
+        conditioning = encode_conditioning(session, prompt, negative, settings, timings)
         sigmas = planned_sigmas(session, settings)
         x = start_latent(session, settings, sigmas, params.noise)
         return Plan(settings=settings, sigmas=sigmas, x=x, conditioning=conditioning, timings=timings)
@@ -77,6 +84,7 @@ def check_noise(session, noise, settings) -> torch.Tensor:
     return noise.detach().float().cpu()
 
 
-def generate(session, prompt: str | Embedding = "", negative_prompt: str = "", *, noise=None, **options):
+def generate(session, prompt: str | Embedding = "", negative_prompt: str = "", *, noise=None, style=None,
+             **options):
     """Text to image (see ``Session.generate``)."""
-    return get_technique("txt2img").call(session, Txt2Img.Params(prompt, negative_prompt, noise), options)
+    return get_technique("txt2img").call(session, Txt2Img.Params(prompt, negative_prompt, noise, style), options)

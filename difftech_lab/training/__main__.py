@@ -14,12 +14,13 @@ STAGES = {  # stage -> (module, default steps, batch, learning rate)
     "vae": ("train_vae", 4000, 16, 1e-3),
     "text": ("train_text", 3000, 64, 1e-3),
     "unet": ("train_unet", 20000, 32, 1e-3),
+    "gligen": ("train_gligen", 3000, 32, 5e-4),
 }
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m difftech_lab.training", description=__doc__, allow_abbrev=False)
-    p.add_argument("stage", choices=[*STAGES, "export", "eval"])
+    p.add_argument("stage", choices=[*STAGES, "export", "export-gligen", "eval-gligen", "eval"])
     p.add_argument("--run-dir", help="checkpoints and log.jsonl (default runs/<stage>)")
     p.add_argument("--runs", default="runs", help="folder holding every stage's run")
     p.add_argument("--steps", type=int, help="total optimiser steps (a resumed run continues up to this)")
@@ -55,6 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage == "export":
         from difftech_lab.training import export
         export.main(args)
+        return
+    if args.stage in ("export-gligen", "eval-gligen"):
+        from difftech_lab.training import train_gligen
+        (train_gligen.export if args.stage == "export-gligen" else train_gligen.validate)(args)
         return
     if args.stage == "eval":
         from difftech_lab.training import evaluate

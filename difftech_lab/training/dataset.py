@@ -9,7 +9,8 @@ import numpy as np
 
 from difftech_lab.errors import InvalidArgumentError
 from difftech_lab.scenes import (BACKGROUNDS, COLOURS, POSITIONS, RESOLUTION, SHAPES, SIZES, ObjectSpec, SceneSpec,
-                                 caption, free_caption, object_phrase, parse_caption, scene_key, shape_mask)
+                                 caption, free_caption, far_apart, object_phrase, parse_caption, phrase, scene_key,
+                                 shape_mask)
 
 ANCHORS = (14.0, 32.0, 50.0)  # pixel centre of each grid column/row
 JITTER = 2.0  # uniform ± pixels around the anchor
@@ -44,12 +45,6 @@ def is_held_out(scene: SceneSpec | str) -> bool:
     return int(hashlib.md5(scene_key(spec).encode()).hexdigest()[:8], 16) % HELD_OUT_MODULUS == 0
 
 
-def _far_apart(a: str, b: str) -> bool:
-    """Objects in one scene sit two grid cells apart (in x or y), so even two big ones never touch."""
-    (ax, ay), (bx, by) = POSITIONS[a], POSITIONS[b]
-    return max(abs(ax - bx), abs(ay - by)) >= 2
-
-
 def random_spec(rng: np.random.Generator, n_objects: int | None = None) -> SceneSpec:
     """A random scene: 1–3 objects of distinct colours at far-apart positions, on a background."""
     n = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2])) if n_objects is None else n_objects
@@ -60,7 +55,7 @@ def random_spec(rng: np.random.Generator, n_objects: int | None = None) -> Scene
     names = list(POSITIONS)
     while len(positions) < n:
         p = names[rng.integers(len(names))]
-        if all(_far_apart(p, q) for q in positions):
+        if all(far_apart(p, q) for q in positions):
             positions.append(p)
         elif len(positions) and rng.random() < 0.3:
             positions = []  # a dead end (no free far cell) is rare; start over
@@ -84,22 +79,29 @@ def render(spec: SceneSpec, rng: np.random.Generator | None = None, free: bool =
 
     ``free`` writes the caption in free phrasing (drawn from ``rng`` after the jitter); otherwise it is canonical.
     """
-    image = np.empty((RESOLUTION, RESOLUTION, 3), np.uint8)
-    image[:] = BACKGROUNDS[spec.background]
-    masks, boxes, centres = [], [], []
+    centres = []
     for obj in spec.objects:
         col, row = POSITIONS[obj.position]
         jitter = rng.uniform(-JITTER, JITTER, 2) if rng is not None else np.zeros(2)
-        cx, cy = ANCHORS[col] + jitter[0], ANCHORS[row] + jitter[1]
+        centres.append((ANCHORS[col] + jitter[0], ANCHORS[row] + jitter[1]))
+    image, boxes, masks = draw(spec, centres)
+    text, named, ends = free_caption(spec, rng) if free and rng is not None else (caption(spec), spec, canonical_ends(spec))
+    return Sample(image, text, spec, named, ends, boxes, masks, np.array(centres, np.float32) / RESOLUTION)
+
+
+def draw(spec: SceneSpec, centres) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The image of ``spec``'s objects at pixel ``centres`` on its background, each object's tight box
+    (normalised xyxy) and mask."""
+    image = np.empty((RESOLUTION, RESOLUTION, 3), np.uint8)
+    image[:] = BACKGROUNDS[spec.background]
+    masks, boxes = [], []
+    for obj, (cx, cy) in zip(spec.objects, centres):
         m = shape_mask(obj.shape, cx, cy, SIZES[obj.size])
         image[m] = COLOURS[obj.colour]
         ys, xs = np.nonzero(m)
         masks.append(m)
         boxes.append([xs.min() / RESOLUTION, ys.min() / RESOLUTION, (xs.max() + 1) / RESOLUTION, (ys.max() + 1) / RESOLUTION])
-        centres.append([cx / RESOLUTION, cy / RESOLUTION])
-    text, named, ends = free_caption(spec, rng) if free and rng is not None else (caption(spec), spec, canonical_ends(spec))
-    return Sample(image, text, spec, named, ends, np.array(boxes, np.float32), np.stack(masks),
-                  np.array(centres, np.float32))
+    return image, np.array(boxes, np.float32), np.stack(masks)
 
 
 def sample(seed: int, n_objects: int | None = None, *, training: bool = True, free: bool | None = None) -> Sample:
@@ -143,3 +145,51 @@ def held_out_free_prompts(n_objects: int, count: int) -> list[tuple[str, SceneSp
     (text, the spec the text names). The canonical sets use other draws of the same held-out scenes."""
     rng = np.random.default_rng(30_000 + n_objects)
     return [free_caption(spec, rng)[:2] for spec in held_out_specs(n_objects, count)]
+
+
+# Free layouts, for grounding: one to four objects of any size at any place (apart from each other), which the
+# caption grammar cannot say; the boxes say it.
+LAYOUT_COUNTS = {1: 0.15, 2: 0.3, 3: 0.3, 4: 0.25}
+LAYOUT_GAP = 2.0  # pixels between two objects' extents
+_CELL_NAMES = {cell: name for name, cell in POSITIONS.items()}
+
+
+@dataclass
+class LayoutSample:
+    """A free-layout scene: the rendered truth, the caption, one grounding phrase and tight box per object."""
+
+    image: np.ndarray
+    caption: str
+    spec: SceneSpec  # positions are the grid cells of the object centres
+    phrases: list[str]
+    boxes: np.ndarray  # [n, 4] normalised xyxy
+
+
+def cell_of(x: float, y: float) -> str:
+    """The grid position whose cell holds the point (x, y), in [0, 1]."""
+    return _CELL_NAMES[(min(int(x * 3), 2), min(int(y * 3), 2))]
+
+
+def layout_sample(seed: int) -> LayoutSample:
+    """One free-layout training scene. Sizes are named in half the captions and phrases (the box tells the size
+    otherwise), positions (the centre's cell) in half the captions; phrases never name a position."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice(list(LAYOUT_COUNTS), p=list(LAYOUT_COUNTS.values())))
+    colours = rng.choice(list(COLOURS), size=n, replace=False)
+    objects, centres, extents = [], [], []
+    for colour in colours:
+        for _ in range(100):
+            size, shape = str(rng.choice(list(SIZES))), str(rng.choice(SHAPES))
+            r = SIZES[size] * 1.15  # the widest shape's half-extent (the star)
+            cx, cy = rng.uniform(r, RESOLUTION - r, 2)
+            if all(max(abs(cx - x) - r - e, abs(cy - y) - r - e) >= LAYOUT_GAP for (x, y), e in zip(centres, extents)):
+                objects.append(ObjectSpec(size, str(colour), shape, cell_of(cx / RESOLUTION, cy / RESOLUTION)))
+                centres.append((float(cx), float(cy)))
+                extents.append(r)
+                break
+    spec = SceneSpec(tuple(objects), str(rng.choice(list(BACKGROUNDS))))
+    image, boxes, _ = draw(spec, centres)
+    with_size, with_position = rng.random() < 0.5, rng.random() < 0.5
+    named = [ObjectSpec(o.size if with_size else None, o.colour, o.shape, o.position) for o in objects]
+    text = " and ".join(phrase(o, position=with_position) for o in named) + f" on a {spec.background} background"
+    return LayoutSample(image, text, spec, [phrase(o, position=False) for o in named], boxes)

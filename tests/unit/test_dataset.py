@@ -67,3 +67,28 @@ def test_a_scene_is_held_out_about_one_time_in_eight():
     rng = np.random.default_rng(0)
     rate = np.mean([dataset.is_held_out(dataset.random_spec(rng)) for _ in range(4000)])
     assert abs(rate - 1 / dataset.HELD_OUT_MODULUS) < 0.02
+
+
+def test_free_layouts_are_deterministic_apart_scored_right_and_say_what_their_boxes_hold():
+    from difftech_lab import metrics
+
+    counts = []
+    for seed in range(60):
+        s = dataset.layout_sample(seed)
+        again = dataset.layout_sample(seed)
+        assert np.array_equal(s.image, again.image) and s.caption == again.caption
+        n = len(s.spec.objects)
+        counts.append(n)
+        assert len(s.phrases) == n == len(s.boxes) and s.spec.complete
+        assert ((0 <= s.boxes) & (s.boxes <= 1)).all()
+        for a, b in zip(s.boxes, s.boxes[1:]):  # boxes never overlap
+            assert any(b2 <= a1 or a2 <= b1 for a1, a2, b1, b2 in
+                       ((a[0], a[2], b[0], b[2]), (a[1], a[3], b[1], b[3])))
+        for obj, text in zip(s.spec.objects, s.phrases):  # a phrase says what, never where
+            assert obj.colour in text and obj.shape in text and "the" not in text.split()
+        assert scenes.parse_caption(s.caption).objects[0].colour == s.spec.objects[0].colour
+        # the strict scorer reads the truth right (positions aside: free places straddle the cell borders)
+        unplaced = scenes.SceneSpec(tuple(scenes.ObjectSpec(o.size, o.colour, o.shape, None) for o in s.spec.objects),
+                                    s.spec.background)
+        assert metrics.score(s.image, unplaced).correct
+    assert set(counts) == {1, 2, 3, 4}
