@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_CPU_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
-# scenes per set in the regional-prompting notebook's headline table (recorded with 50; its output is not compared)
+# scenes per set in the regional-prompting and prompt-engineering tables (recorded with 50; outputs not compared)
 NOTEBOOK_SCENES ?= 2
 # Every test run ends with its slowest tests (notebooks: cells), so the CI time budget stays visible.
 DURATIONS ?= --durations=15

@@ -156,14 +156,12 @@ class Session:
     @documents_settings
     def generate(self, prompt: str | Embedding = "", negative_prompt: str = "", *, noise: torch.Tensor | None = None,
                  style: str | None = None, **options) -> Result:
-        """Text to image. ``noise`` (``[B, C, h, w]``, unit variance) replaces the seed's initial noise. ``style``
-        expands the prompt from the model family's vocabulary (``session.expand_prompt`` shows the text; the
-        Recipe records both)."""
+        """Text to image. ``noise`` (``[B, C, h, w]``, unit variance) replaces the seed's initial noise; ``style``
+        expands the prompt (``expand_prompt``), recorded in the Recipe."""
         return _txt2img.generate(self, prompt, negative_prompt, noise=noise, style=style, **options)
 
     def expand_prompt(self, prompt: str, style: str, negative_prompt: str = "") -> tuple[str, str]:
-        """The ``(prompt, negative_prompt)`` a ``style`` makes of these for this model's family (``"sd"``: quality
-        and style tags; ``"tiny-shapes"``: ``"canonical"`` or ``"complete"``); ``prompt_styles()`` lists them."""
+        """``(prompt, negative_prompt)`` as ``style`` of this model family's vocabulary writes them (``expansion``)."""
         return expand(prompt, style, model_family(self.model), negative_prompt)
 
     def prompt_styles(self) -> list[str]:
@@ -180,80 +178,54 @@ class Session:
     @documents_settings
     def inpaint(self, image, mask, prompt: str | Embedding = "", negative_prompt: str = "", *, strength: float = 1.0,
                 mask_blur: float | None = None, composite: bool = True, **options) -> Result:
-        """Regenerate where ``mask`` (H×W in [0, 1], image size) is 1 and keep the image where it is 0.
-
-        Works with every sampler. With ``composite`` the original pixels are pasted back outside the mask
-        blurred by ``mask_blur`` px (default 4 px per 512 px of the shorter side, A1111's default), so the
-        kept region is unchanged bit for bit.
-        """
+        """Regenerate where ``mask`` (H×W in [0, 1]) is 1 and keep the image where it is 0
+        (``techniques.img2img.inpaint``)."""
         return _img2img.inpaint(self, image, mask, prompt, negative_prompt, strength=strength, mask_blur=mask_blur,
                                 composite=composite, **options)
 
     @documents_settings
     def best_of(self, prompt: str, negative_prompt: str = "", *, n: int = 4, scorer="adherence", resample_at=None,
                 **options) -> Result:
-        """Best-of-N: ``n`` candidates (seeds ``seed``…``seed+n−1``) scored by ``scorer`` ("adherence", the bundled
-        world's graded adherence, or ``scorer(image, prompt) -> float``); returns the best. ``resample_at`` (steps)
-        resamples the candidates on their x̂0 scores during sampling (use a stochastic sampler). The Recipe records
-        every score and choice, so it replays without the scorer. The Result's ``nfe`` counts all n candidates."""
+        """Best-of-N: ``n`` candidates scored, the best returned; the Recipe replays without the scorer
+        (``techniques.best_of.best_of``)."""
         return _best_of.best_of(self, prompt, negative_prompt, n=n, scorer=scorer, resample_at=resample_at,
                                 **options)
 
     @documents_settings
-    def prompt_search(self, prompt: str, target: str | None = None, negative_prompt: str = "", *, scorer=None,
-                      vocabulary=None, seeds: int = 2, max_sweeps: int = 3, budget: int | None = None,
-                      **options) -> Result:
-        """Search the prompt's words for a higher score: coordinate ascent over word slots (``vocabulary``: groups
-        of interchangeable words; default the model family's), each candidate drawn at seeds ``seed`` … ``seed +
-        seeds − 1``. Scored against a ``target`` scene of the bundled world, or by ``scorer(image) -> float``. Stops
-        at the top score, on a sweep that changes nothing, after ``max_sweeps`` or at ``budget`` NFE. Returns the
-        final prompt's images; ``result.recipe.params["history"]`` holds every accepted change with its score and
-        NFE, and the Recipe replays the final prompt without searching."""
-        return _prompt_search.prompt_search(self, prompt, target, negative_prompt, scorer=scorer,
-                                            vocabulary=vocabulary, seeds=seeds, max_sweeps=max_sweeps, budget=budget,
-                                            **options)
+    def prompt_search(self, prompt: str, target: str | None = None, negative_prompt: str = "", **options) -> Result:
+        """Change the prompt's words until ``target`` (or ``scorer=``) is met; the Recipe records every accepted
+        change and replays the final prompt (``techniques.prompt_search.prompt_search``)."""
+        return _prompt_search.prompt_search(self, prompt, target, negative_prompt, **options)
 
     @documents_settings
     def differential(self, image, strength_map=None, prompt: str | Embedding = "", negative_prompt: str = "", *,
                      keep_map=None, mask_blur: float | None = None, composite: bool = True, **options) -> Result:
-        """Differential diffusion (Levin & Fried 2023): img2img with a per-pixel strength ``strength_map`` (H×W in
-        [0, 1] at image size, 1 = change fully, 0 = keep), or the other convention through ``keep_map`` (1 = keep).
-        Works with every sampler; a constant map c is img2img at strength c. With ``composite`` the original
-        pixels are pasted back where the map is 0 (outside its ``mask_blur``)."""
+        """Differential diffusion: img2img with a per-pixel strength map
+        (``techniques.differential.differential``)."""
         return _differential.differential(self, image, strength_map, prompt, negative_prompt, keep_map=keep_map,
                                           mask_blur=mask_blur, composite=composite, **options)
 
     @documents_settings
     def compose(self, parts, background: str | Embedding, negative_prompt: str = "", *, at_step: int | None = None,
                 finish_prompt: str | Embedding | None = None, **options) -> Result:
-        """Masked latent composition: ``parts`` is a list of ``(prompt, mask)`` (mask H×W in [0, 1] at image size,
-        MaskPainter's or yours). Each part's prompt and ``background`` are denoised from the same noise for the
-        first ``at_step`` steps (default 40% of the steps), the latents are combined by the masks (normalised where
-        they overlap; the background fills what no part covers), and the composite is finished under
-        ``finish_prompt`` (default the background), so the parts blend into one image. ``at_step=0`` is plain
-        generation. The Result's ``nfe`` counts every part's steps; the parts are part of the Recipe."""
+        """Masked latent composition: each ``(prompt, mask)`` part and the background denoised from one noise,
+        joined by the masks at ``at_step`` and finished together (``techniques.compose.compose``)."""
         return _compose.compose(self, parts, background, negative_prompt, at_step=at_step,
                                 finish_prompt=finish_prompt, **options)
 
     @documents_settings
     def regional(self, regions, base_prompt: str = "", mode: str = "attention", *, negative_prompt: str = "",
                  base_ratio: float = 0.2, **options) -> Result:
-        """Regional prompting: ``regions`` is a list of ``(prompt, mask_or_box)`` (or ``(prompt, mask_or_box,
-        weight)``, or dicts that may add a region's own ``negative_prompt``); a mask is an H×W array at image size
-        in [0, 1] (MaskPainter's, BoxEditor's or yours), a box ``(x0, y0, x1, y1)`` in [0, 1]. ``mode``:
-        "attention" (cross-attention per region, one pass per step, as A1111's Regional Prompter) or "latent"
-        (a pass per region, predictions blended by mask, as ComfyUI's area conditioning). The base prompt covers
-        what no region does and keeps ``base_ratio`` inside them. The regions are part of the Recipe."""
+        """Regional prompting: a prompt per mask or box, ``mode`` "attention" or "latent", with a base prompt
+        (``techniques.regional.regional``)."""
         return _regional.regional(self, regions, base_prompt, mode, negative_prompt=negative_prompt,
                                   base_ratio=base_ratio, **options)
 
     @documents_settings
     def gligen(self, prompt: str, boxes, negative_prompt: str = "", *, method: str = "auto",
                scheduled_sampling: float | None = None, boost: float = 4.0, **options) -> Result:
-        """Box grounding: ``boxes`` is a list of ``(phrase, (x0, y0, x1, y1))`` in [0, 1] (BoxEditor's boxes). With
-        GLIGEN weights in the UNet (``method="gligen"``, the default where present) the phrases become grounding
-        tokens for the first ``scheduled_sampling`` of the steps (0.3); otherwise (``method="boxes"``) each phrase
-        of the prompt has its cross-attention restricted to its box and boosted ``boost``-fold inside it."""
+        """Box grounding: ``boxes`` is a list of ``(phrase, (x0, y0, x1, y1))``; GLIGEN where the UNet has its
+        weights, training-free boxes otherwise (``techniques.gligen.gligen``)."""
         return _gligen.gligen(self, prompt, boxes, negative_prompt, method=method,
                               scheduled_sampling=scheduled_sampling, boost=boost, **options)
 

@@ -99,7 +99,10 @@ class BestOf(Technique):
 
 def best_of(session, prompt, negative_prompt: str = "", *, n: int = 4, scorer="adherence", resample_at=None,
             **options):
-    """Best-of-N (see ``Session.best_of``)."""
+    """Best-of-N: ``n`` candidates (seeds ``seed``…``seed+n−1``) scored by ``scorer`` ("adherence", the bundled
+    world's graded adherence, or ``scorer(image, prompt) -> float``); returns the best. ``resample_at`` (steps)
+    resamples the candidates on their x̂0 scores during sampling (use a stochastic sampler). The Recipe records
+    every score and choice, so it replays without the scorer. The Result's ``nfe`` counts all n candidates."""
     if callable(scorer):
         name, fn = getattr(scorer, "__name__", "custom"), scorer
     elif scorer in SCORERS:

@@ -184,7 +184,12 @@ def _short(prompt, limit: int = 40) -> str:
 
 def compose(session, parts, background, negative_prompt: str = "", *, at_step: int | None = None,
             finish_prompt=None, **options):
-    """Masked latent composition (see ``Session.compose``)."""
+    """Masked latent composition: ``parts`` is a list of ``(prompt, mask)`` (mask H×W in [0, 1] at image size,
+    MaskPainter's or yours). Each part's prompt and ``background`` are denoised from the same noise for the
+    first ``at_step`` steps (default 40% of the steps), the latents are combined by the masks (normalised where
+    they overlap; the background fills what no part covers), and the composite is finished under
+    ``finish_prompt`` (default the background), so the parts blend into one image. ``at_step=0`` is plain
+    generation. The Result's ``nfe`` counts every part's steps; the parts are part of the Recipe."""
     params = Compose.Params(list(parts) if isinstance(parts, (list, tuple)) else parts, background, negative_prompt,
                             at_step, finish_prompt)
     return get_technique("compose").call(session, params, options)

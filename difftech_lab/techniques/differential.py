@@ -84,7 +84,10 @@ class Differential(Img2Img):
 
 def differential(session, image, strength_map=None, prompt="", negative_prompt: str = "", *, keep_map=None,
                  mask_blur: float | None = None, composite: bool = True, **options):
-    """Differential diffusion (see ``Session.differential``)."""
+    """Differential diffusion (Levin & Fried 2023): img2img with a per-pixel strength ``strength_map`` (H×W in
+    [0, 1] at image size, 1 = change fully, 0 = keep), or the other convention through ``keep_map`` (1 = keep).
+    Works with every sampler; a constant map c is img2img at strength c. With ``composite`` the original
+    pixels are pasted back where the map is 0 (outside its ``mask_blur``)."""
     if (strength_map is None) == (keep_map is None):
         raise InvalidArgumentError("give exactly one of strength_map (1 = change) and keep_map (1 = keep)")
     if keep_map is not None:  # diffusers' and the paper's repository's convention: white = keep

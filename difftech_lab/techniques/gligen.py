@@ -186,7 +186,10 @@ class Gligen(Txt2Img):
 
 def gligen(session, prompt: str, boxes, negative_prompt: str = "", *, method: str = "auto",
            scheduled_sampling: float | None = None, boost: float = 4.0, **options):
-    """Box grounding (see ``Session.gligen``)."""
+    """Box grounding: ``boxes`` is a list of ``(phrase, (x0, y0, x1, y1))`` in [0, 1] (BoxEditor's boxes). With
+    GLIGEN weights in the UNet (``method="gligen"``, the default where present) the phrases become grounding
+    tokens for the first ``scheduled_sampling`` of the steps (the model's τ, else 0.3); otherwise (``method="boxes"``) each phrase
+    of the prompt has its cross-attention restricted to its box and boosted ``boost``-fold inside it."""
     params = Gligen.Params(prompt, list(boxes) if isinstance(boxes, (list, tuple)) else boxes, negative_prompt,
                            method, scheduled_sampling, boost)
     return get_technique("gligen").call(session, params, options)

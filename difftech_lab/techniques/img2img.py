@@ -150,6 +150,11 @@ def img2img(session, image, prompt: str | Embedding = "", negative_prompt: str =
 
 def inpaint(session, image, mask, prompt: str | Embedding = "", negative_prompt: str = "", *, strength: float = 1.0,
             mask_blur: float | None = None, composite: bool = True, **options):
-    """Inpainting (see ``Session.inpaint``)."""
+    """Regenerate where ``mask`` (H×W in [0, 1], image size) is 1 and keep the image where it is 0.
+
+    Works with every sampler. With ``composite`` the original pixels are pasted back outside the mask
+    blurred by ``mask_blur`` px (default 4 px per 512 px of the shorter side, A1111's default), so the
+    kept region is unchanged bit for bit.
+    """
     params = Inpaint.Params(image, prompt, negative_prompt, strength, mask, mask_blur, composite)
     return get_technique("inpaint").call(session, params, options)

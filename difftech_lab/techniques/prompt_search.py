@@ -245,7 +245,12 @@ def _adherence_to(target: str):
 
 def prompt_search(session, prompt: str, target: str | None = None, negative_prompt: str = "", *, scorer=None,
                   vocabulary=None, seeds: int = 2, max_sweeps: int = 3, budget: int | None = None, **options):
-    """Prompt search (see ``Session.prompt_search``)."""
+    """Search the prompt's words for a higher score: coordinate ascent over word slots (``vocabulary``: groups of
+    interchangeable words; default the model family's), each candidate drawn at seeds ``seed`` … ``seed + seeds −
+    1``. Scored against a ``target`` scene of the bundled world, or by ``scorer(image) -> float``. Stops at the top
+    score, on a sweep that changes nothing, after ``max_sweeps`` or at ``budget`` NFE. Returns the final prompt's
+    images; ``result.recipe.params["history"]`` holds every accepted change with its score and NFE, and the
+    Recipe replays the final prompt without searching. ``nfe`` counts the whole search."""
     if scorer is not None and not callable(scorer):
         raise InvalidArgumentError(f"scorer {scorer!r} must be a callable scorer(image) -> float")
     if scorer is not None and target is not None:

@@ -181,7 +181,12 @@ def _one_term(conditioning: Conditioning, what: str) -> tuple[CondTerm, CondTerm
 
 def regional(session, regions, base_prompt: str = "", mode: str = "attention", *, negative_prompt: str = "",
              base_ratio: float = 0.2, **options):
-    """Regional prompting (see ``Session.regional``)."""
+    """Regional prompting: ``regions`` is a list of ``(prompt, mask_or_box)`` (or ``(prompt, mask_or_box,
+    weight)``, or dicts that may add a region's own ``negative_prompt``); a mask is an H×W array at image size
+    in [0, 1] (MaskPainter's, BoxEditor's or yours), a box ``(x0, y0, x1, y1)`` in [0, 1]. ``mode``:
+    "attention" (cross-attention per region, one pass per step, as A1111's Regional Prompter) or "latent"
+    (a pass per region, predictions blended by mask, as ComfyUI's area conditioning). The base prompt covers
+    what no region does and keeps ``base_ratio`` inside them. The regions are part of the Recipe."""
     params = Regional.Params(list(regions) if isinstance(regions, (list, tuple)) else regions, base_prompt,
                              negative_prompt, mode, base_ratio)
     return get_technique("regional").call(session, params, options)

@@ -79,7 +79,7 @@ def test_a_missing_path_object_is_never_taken_for_a_hub_id(tmp_path):
 
 @pytest.mark.parametrize("spec", [42, "", "  "])
 def test_a_spec_of_no_accepted_form_is_refused(spec):
-    with pytest.raises(InvalidArgumentError, match="None \\(the bundled model\\)"):
+    with pytest.raises(InvalidArgumentError, match="None or 'tiny-shapes' \\(the bundled model\\)"):
         load_model(spec)
 
 
