@@ -21,6 +21,7 @@ from ..errors import ModelLoadError
 GROUNDING_FILE = "grounding.json"
 WEIGHTS_FILE = "grounding.safetensors"
 GATED = ("gated", "gated-text-image")
+MAX_OBJECTS = 30  # grounding tokens per image: GLIGEN's position net is trained with 30, diffusers pads to it
 
 
 def is_grounding_key(name: str) -> bool:
@@ -56,6 +57,17 @@ def phrase_embeddings(tokenizer, encoder, phrases: list[str]) -> torch.Tensor:
     tokens = tokenizer(phrases, padding=True, truncation=True, return_tensors="pt").to(encoder.device)
     with torch.no_grad():
         return encoder(**tokens).pooler_output.float().cpu()
+
+
+def gligen_inputs(vectors: torch.Tensor, boxes: torch.Tensor, counts: torch.Tensor, keep: torch.Tensor) -> dict:
+    """The UNet's ``gligen`` cross-attention kwargs for a batch: ``vectors`` ``[B, n, D]`` and ``boxes`` ``[B, n, 4]``
+    padded to ``MAX_OBJECTS`` slots; the first ``counts`` slots of a row are live unless ``keep`` is False for it
+    (the unconditional rows, or grounding dropped in training), where the learned null tokens stand in."""
+    slots = torch.arange(MAX_OBJECTS, device=vectors.device)
+    masks = ((slots[None] < counts[:, None]) & keep[:, None]).to(vectors.dtype)
+    pad = MAX_OBJECTS - vectors.shape[1]
+    return {"boxes": torch.nn.functional.pad(boxes, (0, 0, 0, pad)),
+            "positive_embeddings": torch.nn.functional.pad(vectors, (0, 0, 0, pad)), "masks": masks}
 
 
 def is_grounding_folder(path: Path) -> bool:

@@ -25,7 +25,7 @@ import torch
 
 from ..errors import InvalidArgumentError
 from ..images import box_mask, resize_mask
-from ..models.grounding import has_grounding, phrase_embeddings
+from ..models.grounding import MAX_OBJECTS, gligen_inputs, has_grounding, phrase_embeddings
 from ..patches import matching_rows
 from ..patches.box_attention import BoxAttention
 from . import get_technique, register
@@ -33,7 +33,6 @@ from .base import Technique, TechniqueParams
 from .txt2img import Txt2Img, check_prompt
 
 METHODS = ("auto", "gligen", "boxes")
-MAX_OBJECTS = 30  # GLIGEN's grounding tokens (its position net is trained with 30)
 
 
 def phrase_span(tokenizer, prompt: str, phrase: str) -> list[int]:
@@ -78,13 +77,11 @@ class GligenInputs:
             for fuser in fusers:
                 fuser.enabled = on
             rows = encoder_hidden_states.shape[0]
-            grounded = matching_rows(encoder_hidden_states, outer.states)
-            masks = torch.zeros(rows, MAX_OBJECTS, device=sample.device, dtype=sample.dtype)
-            masks[grounded.to(masks.device), :outer.n] = 1
+            grounded = matching_rows(encoder_hidden_states, outer.states).to(sample.device)
             kwargs_ = dict(cross_attention_kwargs or {})
-            kwargs_["gligen"] = {"boxes": outer.boxes.to(sample.device, sample.dtype).expand(rows, -1, -1),
-                                 "positive_embeddings": outer.embeddings.to(sample.device, sample.dtype)
-                                 .expand(rows, -1, -1), "masks": masks}
+            kwargs_["gligen"] = gligen_inputs(outer.embeddings.to(sample.device, sample.dtype).expand(rows, -1, -1),
+                                              outer.boxes.to(sample.device, sample.dtype).expand(rows, -1, -1),
+                                              torch.full((rows,), outer.n, device=sample.device), grounded)
             return forward(sample, timestep, encoder_hidden_states, *args, cross_attention_kwargs=kwargs_, **kwargs)
 
         unet.forward = grounded_forward
@@ -176,12 +173,8 @@ class Gligen(Txt2Img):
     def _gligen_inputs(session, params, states, state) -> GligenInputs:
         tokenizer, encoder = session.encoder.pairs[0]
         pooled = phrase_embeddings(tokenizer, encoder, [phrase for phrase, _ in params.boxes])
-        n = len(params.boxes)
-        boxes = torch.zeros(1, MAX_OBJECTS, 4)
-        boxes[0, :n] = torch.tensor([box for _, box in params.boxes])
-        embeddings = torch.zeros(1, MAX_OBJECTS, pooled.shape[-1])
-        embeddings[0, :n] = pooled
-        return GligenInputs(states, boxes, embeddings, n, state)
+        boxes = torch.tensor([[box for _, box in params.boxes]])
+        return GligenInputs(states, boxes, pooled[None], len(params.boxes), state)
 
 
 def gligen(session, prompt: str, boxes, negative_prompt: str = "", *, method: str = "auto",

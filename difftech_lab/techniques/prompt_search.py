@@ -157,6 +157,7 @@ class PromptSearch(Technique):
                 raise InvalidArgumentError("give a target scene (target='a red circle on the left') or a "
                                            "scorer(image) -> float")
             params = self.search(session, settings, params, run, scorer)
+        # the final prompt drawn on its own (not taken from the search's batched rows), exactly as replay draws it
         txt2img = get_technique("txt2img")
         final = replace(settings, batch_size=params.seeds)
         plan = txt2img.plan(session, final, txt2img.Params(params.best, params.negative_prompt))

@@ -41,10 +41,13 @@ class RunDir:
 
 
 def ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, decay: float) -> None:
-    """Exponential moving average of the weights (Polyak averaging), in place."""
+    """Exponential moving average of the weights (Polyak averaging), in place, over the entries ``ema`` holds (all
+    of the model's, or only the ones a stage trains)."""
     with torch.no_grad():
-        for name, p in model.state_dict().items():
+        state = model.state_dict()
+        for name, e in ema.items():
+            p = state[name]
             if p.dtype.is_floating_point:
-                ema[name].lerp_(p, 1 - decay)
+                e.lerp_(p, 1 - decay)
             else:
-                ema[name].copy_(p)
+                e.copy_(p)

@@ -23,15 +23,14 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from difftech_lab.models.grounding import (GROUNDING_FILE, WEIGHTS_FILE, grounded_unet, grounding_state,
-                                           is_grounding_key, phrase_embeddings)
+from difftech_lab.models.grounding import (GROUNDING_FILE, WEIGHTS_FILE, gligen_inputs, grounded_unet,
+                                           grounding_state, is_grounding_key, phrase_embeddings)
 from difftech_lab.models.identity import weights_hash
 from difftech_lab.training import dataset, train_text
 from difftech_lab.training.checkpoints import RunDir, ema_update
 from difftech_lab.training.train_unet import EMA_DECAY, noise_scheduler
 from difftech_lab.training.train_vae import to_tensor
 
-MAX_OBJECTS = 30  # grounding tokens per image, as diffusers' GLIGEN pipeline pads them
 MAX_LAYOUT = max(dataset.LAYOUT_COUNTS)
 # the caption alone is dropped often: a caption that already says what is drawn leaves the grounding tokens
 # little to teach, and they are learned far more slowly than with the phrases as the only source of "what"
@@ -101,17 +100,6 @@ def layout_timesteps(total: int, n: int, g: torch.Generator) -> torch.Tensor:
     return torch.where(torch.arange(n) < n // 2, noisy, uniform)
 
 
-def gligen_inputs(phrases: torch.Tensor, boxes: torch.Tensor, counts: torch.Tensor, keep: torch.Tensor) -> dict:
-    """The ``gligen`` cross-attention kwargs for a batch: ``MAX_OBJECTS`` slots, the first ``counts`` live unless
-    the row's grounding is dropped (``keep`` False)."""
-    rows = phrases.shape[0]
-    slots = torch.arange(MAX_OBJECTS, device=phrases.device)
-    masks = ((slots[None] < counts[:, None]) & keep[:, None]).to(phrases.dtype)
-    pad = MAX_OBJECTS - phrases.shape[1]
-    return {"boxes": torch.nn.functional.pad(boxes, (0, 0, 0, pad)),
-            "positive_embeddings": torch.nn.functional.pad(phrases, (0, 0, 0, pad)), "masks": masks}
-
-
 def train(args) -> None:
     """Train (or resume) the grounding for ``args.steps`` steps or ``args.minutes`` minutes."""
     torch.manual_seed(args.seed)
@@ -174,7 +162,7 @@ def train(args) -> None:
             group["lr"] = args.lr * group["scale"] * min(1.0, (step + 1) / WARMUP_STEPS)
         opt.step()
         step += 1
-        _ema_update(ema, trainable, min(EMA_DECAY, (1 + step) / (10 + step)))
+        ema_update(ema, unet, min(EMA_DECAY, (1 + step) / (10 + step)))
         losses.append(loss.item())
         if step % args.log_every == 0:
             gate = float(torch.stack([p.detach().tanh().abs() for p in gates]).mean())
@@ -184,12 +172,6 @@ def train(args) -> None:
             _save(run, unet, ema, opt, step)
     _save(run, unet, ema, opt, step)
     run.log(step=step, event="saved")
-
-
-def _ema_update(ema: dict, params: dict, decay: float) -> None:
-    with torch.no_grad():
-        for name, p in params.items():
-            ema[name].lerp_(p.detach(), 1 - decay)
 
 
 def _save(run: RunDir, unet, ema, opt, step: int) -> None:
