@@ -114,13 +114,18 @@ def tokens(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def free_caption(spec: SceneSpec, rng: np.random.Generator) -> tuple[str, SceneSpec, list[int]]:
+def free_caption(spec: SceneSpec, rng: np.random.Generator,
+                 drop: dict[str, float] | None = None) -> tuple[str, SceneSpec, list[int]]:
     """A freely phrased caption of a complete scene: the text, the spec it names, and each object's last token.
 
-    Attributes are left out at random (never colour and shape together), spellings and prepositions vary, objects
+    Attributes are left out at random (never colour and shape together; ``drop`` overrides the chance of leaving
+    out any of them, which is otherwise the evaluation grammar's), spellings and prepositions vary, objects
     are joined by "and" or commas, and the case varies. The last-token indices count words and commas with the
     start-of-text token at 0, so they index the text encoder's states directly.
     """
+    if drop is not None and not set(drop) <= set(_DROP):
+        raise InvalidArgumentError(f"drop names {sorted(set(drop) - set(_DROP))}; it may name {', '.join(_DROP)}")
+    rates = {**_DROP, **(drop or {})}
     words: list[str] = []
     named, ends = [], []
 
@@ -133,10 +138,10 @@ def free_caption(spec: SceneSpec, rng: np.random.Generator) -> tuple[str, SceneS
     for i, obj in enumerate(spec.objects):
         if i:
             words += pick([["and"], [","], [",", "and"]])
-        drop = {k: rng.random() < p for k, p in _DROP.items()}
-        if drop["colour"] and drop["shape"]:
-            drop["shape"] = False
-        size, colour, shape, position = (None if drop[k] else getattr(obj, k)
+        left_out = {k: rng.random() < p for k, p in rates.items()}
+        if left_out["colour"] and left_out["shape"]:
+            left_out["shape"] = False
+        size, colour, shape, position = (None if left_out[k] else getattr(obj, k)
                                          for k in ("size", "colour", "shape", "position"))
         phrase = [spell(w) for w in (size, colour) if w] + [shape or GENERIC_NOUN]
         if rng.random() < 0.85:
@@ -148,7 +153,7 @@ def free_caption(spec: SceneSpec, rng: np.random.Generator) -> tuple[str, SceneS
         words += phrase
         ends.append(len(words))
         named.append(ObjectSpec(size, colour, shape, position))
-    background = None if rng.random() < _DROP["background"] else spec.background
+    background = None if rng.random() < rates["background"] else spec.background
     if background:
         words += pick([["on", "a", "{}", "background"]] * 2 + [["on", "{}"], [",", "{}", "background"]])
         words = [spell(background) if w == "{}" else w for w in words]

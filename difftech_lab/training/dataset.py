@@ -74,10 +74,12 @@ def canonical_ends(spec: SceneSpec) -> list[int]:
     return ends
 
 
-def render(spec: SceneSpec, rng: np.random.Generator | None = None, free: bool = False) -> Sample:
+def render(spec: SceneSpec, rng: np.random.Generator | None = None, free: bool = False,
+           drop: dict[str, float] | None = None) -> Sample:
     """Draw a scene (jittered around the grid anchors when ``rng`` is given) with its boxes and masks.
 
-    ``free`` writes the caption in free phrasing (drawn from ``rng`` after the jitter); otherwise it is canonical.
+    ``free`` writes the caption in free phrasing (drawn from ``rng`` after the jitter, leaving attributes out at
+    the rates ``drop`` sets, see :func:`scenes.free_caption`); otherwise it is canonical.
     """
     centres = []
     for obj in spec.objects:
@@ -85,7 +87,7 @@ def render(spec: SceneSpec, rng: np.random.Generator | None = None, free: bool =
         jitter = rng.uniform(-JITTER, JITTER, 2) if rng is not None else np.zeros(2)
         centres.append((ANCHORS[col] + jitter[0], ANCHORS[row] + jitter[1]))
     image, boxes, masks = draw(spec, centres)
-    text, named, ends = free_caption(spec, rng) if free and rng is not None else (caption(spec), spec, canonical_ends(spec))
+    text, named, ends = free_caption(spec, rng, drop) if free and rng is not None else (caption(spec), spec, canonical_ends(spec))
     return Sample(image, text, spec, named, ends, boxes, masks, np.array(centres, np.float32) / RESOLUTION)
 
 
@@ -104,7 +106,8 @@ def draw(spec: SceneSpec, centres) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return image, np.array(boxes, np.float32), np.stack(masks)
 
 
-def sample(seed: int, n_objects: int | None = None, *, training: bool = True, free: bool | None = None) -> Sample:
+def sample(seed: int, n_objects: int | None = None, *, training: bool = True, free: bool | None = None,
+           drop: dict[str, float] | None = None) -> Sample:
     """The scene for one seed; training samples skip every held-out scene and mix canonical and free captions.
 
     ``free`` forces the caption style; by default training samples are free with probability ``FREE_PHRASING``
@@ -116,12 +119,14 @@ def sample(seed: int, n_objects: int | None = None, *, training: bool = True, fr
         if not training or not is_held_out(spec):
             if free is None:
                 free = training and rng.random() < FREE_PHRASING
-            return render(spec, rng, free)
+            return render(spec, rng, free, drop)
 
 
-def batch(seed: int, n: int, n_objects: int | None = None) -> tuple[np.ndarray, list[str]]:
-    """``n`` training scenes from one seed as a ``[n, 64, 64, 3]`` uint8 array and their captions."""
-    samples = [sample(seed * 1_000_003 + i, n_objects) for i in range(n)]
+def batch(seed: int, n: int, n_objects: int | None = None,
+          drop: dict[str, float] | None = None) -> tuple[np.ndarray, list[str]]:
+    """``n`` training scenes from one seed as a ``[n, 64, 64, 3]`` uint8 array and their captions (free ones
+    leaving attributes out at the rates ``drop`` sets)."""
+    samples = [sample(seed * 1_000_003 + i, n_objects, drop=drop) for i in range(n)]
     return np.stack([s.image for s in samples]), [s.caption for s in samples]
 
 

@@ -94,12 +94,34 @@ def evaluate(folder, images: int = 200, steps: int = 20, guidance: float = DEFAU
         rates = score_batch(list(generated), named)
         rates["strict_se"] = (rates["strict"] * (1 - rates["strict"]) / len(prompts)) ** 0.5
         result["rows"][name] = rates
+        if "free" in name:
+            result.setdefault("open", {})[name] = by_open_attribute(list(generated), named)
         result["grid"][name] = (generated[:16], np.stack([dataset.render(s).image for s in full[:16]]))
         if name == "one object":
             result["reference"] = _reference(generated, prompts, seeds, steps, guidance)
     if timing_runs:
         result["timing"] = _timing(pipe, result["reference"]["prompt"], guidance, timing_runs)
     return result
+
+
+OPEN_ATTRIBUTES = ("size", "colour", "shape", "position", "background")
+
+
+def by_open_attribute(images, named: list[scenes.SceneSpec]) -> dict[str, dict]:
+    """How free prompts fare by what they leave open: for each attribute (and ``"none"``, every attribute
+    named), over the prompts that leave it open for some object, the strict rate and the rates of too many
+    objects and too few. An image counts once for each attribute its prompt leaves open."""
+    groups: dict[str, list] = {}
+    for image, spec in zip(images, named):
+        s = score(image, spec)
+        open_ = [a for a in OPEN_ATTRIBUTES[:4] if any(getattr(o, a) is None for o in spec.objects)]
+        open_ += ["background"] if spec.background is None else []
+        for key in open_ or ["none"]:
+            groups.setdefault(key, []).append((s.correct, len(s.detections) - len(s.objects)))
+    return {key: {"n": len(rows), "strict": float(np.mean([c for c, _ in rows])),
+                  "too_many": float(np.mean([d > 0 for _, d in rows])),
+                  "too_few": float(np.mean([d < 0 for _, d in rows]))}
+            for key, rows in sorted(groups.items(), key=lambda kv: (kv[0] != "none", kv[0]))}
 
 
 # The CI-sized evaluation: few enough images for the test suite, through the Session (the product's own sampling).
@@ -138,6 +160,11 @@ def table(result: dict) -> str:
     for name, r in result["rows"].items():
         cells = "".join(f"{'-':>11}" if r[c] is None else f"{r[c]:>11.1%}" for c in COLUMNS)
         lines.append(f"{name:<28}{r['n']:>5}{cells}   ±{r['strict_se']:.1%}")
+    for name, groups in result.get("open", {}).items():
+        lines += ["", f"{name}, by what the prompt leaves open:", f"{'open':<28}{'n':>5}"
+                  + "".join(f"{c:>11}" for c in ("strict", "too many", "too few"))]
+        lines += [f"{key:<28}{g['n']:>5}{g['strict']:>11.1%}{g['too_many']:>11.1%}{g['too_few']:>11.1%}"
+                  for key, g in groups.items()]
     return "\n".join(lines)
 
 

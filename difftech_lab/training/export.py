@@ -15,12 +15,20 @@ from difftech_lab.training.evaluate import DEFAULT_GUIDANCE
 from difftech_lab.training.model_card import STAGES, write_model_card
 
 # bumped with every retrained release: recipes record the weights' hash, the card and difftech.json this number
-MODEL_VERSION = 3
+MODEL_VERSION = 4
 
-def assemble(runs: Path, vae_run: str = "vae-decoder", unet_run: str = "unet") -> StableDiffusionPipeline:
+
+def _component(runs: Path, name: str) -> Path:
+    """A run under ``runs`` by name (``vae-decoder``, ``v1/vae``), or a folder by its path (a release's frozen
+    text tower or VAE, e.g. ``difftech_lab/bundled/tiny-shapes/vae``)."""
+    return Path(name) if Path(name).is_dir() else runs / name
+
+
+def assemble(runs: Path, vae_run: str = "vae-decoder", unet_run: str = "unet",
+             text_run: str = "text") -> StableDiffusionPipeline:
     """The pipeline from the runs: frozen text tower, VAE with its measured scaling factor, the UNet's EMA weights."""
-    tokenizer, text_encoder = train_text.load(runs / "text")
-    vae = AutoencoderKL.from_pretrained(components.folder_of(runs / vae_run))
+    tokenizer, text_encoder = train_text.load(_component(runs, text_run))
+    vae = AutoencoderKL.from_pretrained(components.folder_of(_component(runs, vae_run)))
     state = torch.load(runs / unet_run / "checkpoint.pt", weights_only=True)
     unet = UNet2DConditionModel(**json.loads((runs / unet_run / "unet_config.json").read_text()))
     unet.load_state_dict(state["ema"])
@@ -34,7 +42,7 @@ def main(args) -> None:
     runs = Path(args.runs)
     out = Path(args.out) if args.out else BUNDLED_MODEL
     opts = dict(a.split("=", 1) for a in args.rest)
-    pipe = assemble(runs, opts.get("vae", "vae-decoder"), opts.get("unet", "unet"))
+    pipe = assemble(runs, opts.get("vae", "vae-decoder"), opts.get("unet", "unet"), opts.get("text", "text"))
     keep = {n: (out / n).read_bytes() for n in ("evaluation.json", "evaluation_grid.png") if (out / n).exists()} \
         if opts.get("keep-eval") else {}
     if out.exists():

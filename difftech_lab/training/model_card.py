@@ -46,8 +46,10 @@ def write_model_card(folder: Path, runs: Path | None = None, previous: Path | No
         meta["previous"] = {"version": _version(Path(previous)), "weights_hash": weights_hash(previous), **old}
     if runs is not None:
         meta["stages"] = {name: _log_summary(runs / name) for name in stages if (runs / name / "log.jsonl").exists()}
-        meta["commands"] = [json.loads(line) for line in (runs / "commands.jsonl").read_text().splitlines()] \
+        commands = [json.loads(line) for line in (runs / "commands.jsonl").read_text().splitlines()] \
             if (runs / "commands.jsonl").exists() else []
+        # the grounding stages have their own folder and card
+        meta["commands"] = [c for c in commands if not {"gligen", "export-gligen", "eval-gligen"} & set(c["argv"])]
         meta["hardware"] = (f"{os.cpu_count()} {platform.machine()} CPU cores, no GPU, torch {torch.__version__},"
                             " one torch thread per training process (two processes at a time)")
         meta_path.write_text(json.dumps(meta, indent=1))
@@ -72,6 +74,11 @@ def _evaluation_table(evaluation: dict) -> str:
         cells = ["–" if r.get(c) is None else f"{r[c]:.1%}" for c in columns]
         cells[0] += f" ± {r['strict_se']:.1%}"
         rows.append(f"| {name} | {r['n']} | " + " | ".join(cells) + " |")
+    for name, groups in evaluation.get("open", {}).items():  # free phrasing, by what the prompt leaves open
+        rows += ["", f"{name}, by what the prompt leaves open (a prompt counts under each):", "",
+                 "| left open | n | strict | too many objects | too few |", "|---|---|---|---|---|"]
+        rows += [f"| {key} | {g['n']} | {g['strict']:.1%} | {g['too_many']:.1%} | {g['too_few']:.1%} |"
+                 for key, g in groups.items()]
     return "\n".join(rows)
 
 

@@ -105,7 +105,7 @@ def train(args) -> None:
     torch.manual_seed(args.seed)
     run = RunDir(args.run_dir)
     device = torch.device(args.device)
-    opts = dict(a.split("=", 1) for a in args.rest)  # base=difftech_lab/bundled/tiny-shapes pool=16384
+    opts = dict(a.split("=", 1) for a in args.rest)  # base=… pool=16384 [init=<grounding folder to continue>]
     base = Path(opts.get("base", "difftech_lab/bundled/tiny-shapes"))
     vae = AutoencoderKL.from_pretrained(base / "vae").to(device).eval()
     tokenizer, text_encoder = CLIPTokenizer.from_pretrained(base / "tokenizer"), \
@@ -119,8 +119,17 @@ def train(args) -> None:
         torch.save(pool, pool_file)
         (run.path / "pool.json").write_text(json.dumps(captions))
     scaling = float(vae.config.scaling_factor)
-    (run.path / "base.json").write_text(json.dumps({"base": str(base), "identity": weights_hash(base)}))
     unet = grounded_unet(UNet2DConditionModel.from_pretrained(base / "unet")).to(device)
+    record = json.loads((run.path / "base.json").read_text()) if (run.path / "base.json").exists() else {}
+    record.update(base=str(base), identity=weights_hash(base))
+    init = None
+    if "init" in opts and run.load() is None:  # a new run continuing a grounding folder's weights
+        init = Path(opts["init"])
+        meta = json.loads((init / GROUNDING_FILE).read_text())
+        # its base may be an earlier release of this one (a fine-tuned UNet): training then adapts it
+        record["init"] = {"folder": str(init), "run": meta["run"], "steps": int(meta["steps"]),
+                          "base_identity": meta["base_identity"]}
+    (run.path / "base.json").write_text(json.dumps(record))
     for name, p in unet.named_parameters():
         p.requires_grad_(is_grounding_key(name))
     trainable = {n: p for n, p in unet.named_parameters() if p.requires_grad}
@@ -130,6 +139,13 @@ def train(args) -> None:
                                                                 "weight_decay": 0.0}], lr=args.lr, weight_decay=0.01)
     ema = {k: v.detach().clone() for k, v in grounding_state(unet).items()}
     step = 0
+    if init is not None:
+        from safetensors.torch import load_file
+
+        weights = {k: v.float() for k, v in load_file(init / WEIGHTS_FILE).items()}
+        unet.load_state_dict(weights, strict=False)
+        ema = {k: v.clone() for k, v in weights.items()}
+        step = record["init"]["steps"]
     if (state := run.load()) is not None:
         unet.load_state_dict(state["model"], strict=False)
         ema = state["ema"]
@@ -242,21 +258,36 @@ def validate(args) -> None:
     print(f"chosen τ {chosen:g}; wrote {out / 'validation.json'}")
 
 
+def _run_chain(run: Path) -> list[Path]:
+    """A run and the runs it continued (``init=`` a grounding folder exported from an earlier run), oldest last."""
+    chain = [run.resolve()]
+    while (record := chain[-1] / "base.json").exists() and "init" in (data := json.loads(record.read_text())):
+        chain.append(Path(data["init"]["run"]).resolve())
+    return chain
+
+
 def write_card(out: Path, runs: Path) -> None:
     """``README.md`` of a grounding folder: what it is, how it was trained (commands, wall time), validation."""
     meta = json.loads((out / GROUNDING_FILE).read_text())
     commands = [json.loads(line) for line in (runs / "commands.jsonl").read_text().splitlines()] \
         if (runs / "commands.jsonl").exists() else []
-    def this_run(argv: list[str]) -> bool:  # a training sitting of this folder's run, its export or evaluation
+    chain = _run_chain(Path(meta["run"]))
+
+    def this_run(argv: list[str]) -> bool:  # a training sitting of this folder's runs, its export or evaluation
         if "gligen" not in argv:
             return "export-gligen" in argv or "eval-gligen" in argv
         given = argv[argv.index("--run-dir") + 1] if "--run-dir" in argv else f"{runs}/gligen"
-        return Path(given).resolve() == Path(meta["run"]).resolve()
+        return Path(given).resolve() in chain
 
     mine = [" ".join(c["argv"]) for c in commands if this_run(c["argv"])]
-    log = Path(meta["run"]) / "log.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    seconds = sum(r["time"] for r in records if r.get("event") == "saved")  # each sitting ends in a save
+    bases = []  # the base weights each run of the chain trained with, and those its initial weights had
+    for run in chain:
+        if (run / "base.json").exists():
+            data = json.loads((run / "base.json").read_text())
+            bases += [data.get("identity"), data.get("init", {}).get("base_identity")]
+    earlier = list(dict.fromkeys(b for b in reversed(bases) if b and b != meta["base_identity"]))
+    # each sitting ends in a save, which logs the sitting's wall time
+    seconds = sum(r["time"] for run in chain for r in RunDir(run).records() if r.get("event") == "saved")
     validation = json.loads((out / "validation.json").read_text()) if (out / "validation.json").exists() else None
     lines = [
         "# tiny-shapes-gligen: GLIGEN grounding for the bundled model",
@@ -272,7 +303,9 @@ def write_card(out: Path, runs: Path) -> None:
         "  (`difftech_lab.layouts`, test and validation draws) are never trained on.",
         f"- Dropped for classifier-free guidance: caption and grounding together {DROP_BOTH:.0%}, the caption alone "
         f"{DROP_CAPTION:.0%}, the grounding alone {DROP_GROUNDING:.0%}.",
-        f"- Optimiser steps: {meta['steps']} (batch 32); wall time {seconds / 60:.0f} min on 2 CPU threads.",
+        f"- Optimiser steps: {meta['steps']} (batch 32); wall time {seconds / 60:.0f} min on 2 CPU cores.",
+        *([f"- Trained first with earlier releases of the base (weights {', '.join(f'`{b}`' for b in earlier)}), "
+           f"then continued on `{meta['base_identity']}`, the release it extends."] if earlier else []),
         f"- Scheduled sampling τ (the fraction of steps grounded) by default: "
         f"{meta.get('defaults', {}).get('scheduled_sampling', 0.3):g}, chosen on validation scenes (below).",
         "",

@@ -10,6 +10,7 @@ one token, which the UNet's cross-attention can then copy into the right place f
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -165,4 +166,6 @@ def train(args) -> None:
 
 
 def load(run_dir) -> tuple[CLIPTokenizer, CLIPTextModel]:
-    return CLIPTokenizer.from_pretrained(f"{run_dir}/tokenizer"), CLIPTextModel.from_pretrained(f"{run_dir}/model")
+    """The tokenizer and text tower of a text run, or of a released model folder (its frozen ones)."""
+    model = Path(run_dir) / ("text_encoder" if (Path(run_dir) / "text_encoder").is_dir() else "model")
+    return CLIPTokenizer.from_pretrained(f"{run_dir}/tokenizer"), CLIPTextModel.from_pretrained(model)

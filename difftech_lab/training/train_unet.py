@@ -23,11 +23,13 @@ WARMUP_STEPS = 200
 
 
 @torch.no_grad()
-def encode_pool(vae: AutoencoderKL, seed: int, size: int, chunk: int = 256) -> tuple[torch.Tensor, list[str]]:
-    """Unscaled posterior-mean latents and captions of ``size`` training scenes (computed once, reused each epoch)."""
+def encode_pool(vae: AutoencoderKL, seed: int, size: int, chunk: int = 256,
+                drop: dict[str, float] | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Unscaled posterior-mean latents and captions of ``size`` training scenes (computed once, reused each epoch);
+    ``drop``: how often free captions leave each attribute out (:func:`scenes.free_caption`'s rates otherwise)."""
     latents, captions = [], []
     for start in range(0, size, chunk):
-        images, caps = dataset.batch(seed * 104_729 + start // chunk, min(chunk, size - start))
+        images, caps = dataset.batch(seed * 104_729 + start // chunk, min(chunk, size - start), drop=drop)
         latents.append(vae.encode(to_tensor(images).to(vae.device)).latent_dist.mean.cpu())
         captions += caps
     return torch.cat(latents), captions
@@ -59,7 +61,7 @@ def _pool(run: RunDir, vae: AutoencoderKL, tokenizer, text_encoder, args) -> tup
     if path.exists():
         state = torch.load(path, weights_only=True)
         return state["latents"], state["context"]
-    latents, captions = encode_pool(vae, args.seed, args.pool)
+    latents, captions = encode_pool(vae, args.seed, args.pool, drop=args.drop)
     with torch.no_grad():
         context = torch.cat([text_encoder(train_text.encode(tokenizer, captions[i:i + 256]).to(vae.device))
                              .last_hidden_state.half().cpu() for i in range(0, len(captions), 256)])
@@ -74,8 +76,11 @@ def train(args) -> None:
     run = RunDir(args.run_dir)
     device = torch.device(args.device)
     # e.g. vae=runs/vae text=runs/text pool=16384 init=difftech_lab/bundled/tiny-shapes (fine-tune a release)
+    # drop=position:0.5,colour:0.2 (how often free captions leave an attribute out)
     opts = dict(a.split("=", 1) for a in args.rest)
     args.pool = int(opts.get("pool", 16384))
+    args.drop = {k: float(v) for k, v in (item.split(":") for item in opts["drop"].split(","))} \
+        if "drop" in opts else None
     vae = AutoencoderKL.from_pretrained(components.folder_of(opts.get("vae", args.runs + "/vae"))).to(device).eval()
     tokenizer, text_encoder = train_text.load(opts.get("text", f"{args.runs}/text"))
     text_encoder.to(device).eval()

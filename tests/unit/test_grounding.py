@@ -7,11 +7,13 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from difftech_lab.errors import ModelLoadError
 from difftech_lab.models import load_model
 from difftech_lab.models.grounding import (GROUNDING_FILE, WEIGHTS_FILE, grounded_unet, grounding_state,
                                            has_grounding)
+from difftech_lab.training.checkpoints import RunDir
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,7 +38,7 @@ def test_a_gated_copy_with_shut_gates_computes_what_its_base_does(tiny_folders):
         assert not torch.equal(plain, unet(x, 10, ctx, cross_attention_kwargs={"gligen": gligen}).sample)
 
 
-@pytest.mark.slow  # two training steps on the bundled model's UNet, an export and a load (~15 s)
+@pytest.mark.slow  # three short trainings on the bundled model's UNet, their exports and a load (~40 s)
 def test_the_grounding_stage_trains_the_new_weights_only_and_exports_a_loadable_folder(tmp_path):
     from difftech_lab import Session
     from difftech_lab.models.loading import BUNDLED_MODEL
@@ -61,6 +63,41 @@ def test_the_grounding_stage_trains_the_new_weights_only_and_exports_a_loadable_
     session = Session(model, progress=False)
     result = session.gligen("a red circle", [("a red circle", (0.1, 0.1, 0.4, 0.4))], seed=0, steps=4)
     assert result.recipe.params["method"] == "gligen" and result.recipe.params["scheduled_sampling"] == 0.5
+
+    # a new run continues the exported weights: its steps count on from the folder's, its card lists both runs
+    # (the folder's weights are shifted first, so that continuing them differs from a fresh start at this seed)
+    exported = {k: (v.float() + 0.25).half() for k, v in load_file(out / WEIGHTS_FILE).items()}
+    save_file(exported, out / WEIGHTS_FILE)
+    more = tmp_path / "gligen-more"
+    main(["gligen", *common, "--run-dir", str(more), "--steps", "3", "--batch", "2", f"base={BUNDLED_MODEL}",
+          "pool=4", f"init={out}"])
+    assert [r["step"] for r in RunDir(more).records() if "loss" in r] == [3]
+    first = torch.load(more / "checkpoint.pt", weights_only=True)["ema"]
+    assert set(first) == set(exported)
+    assert max(float((first[k] - exported[k].float()).abs().max()) for k in first) < 1e-2  # one step of EMA
+    out2 = tmp_path / "grounded-more"
+    main(["export-gligen", *common, "--run-dir", str(more), "--out", str(out2)])
+    card = (out2 / "README.md").read_text()
+    assert "Optimiser steps: 3" in card and f"--run-dir {more}" in card
+    assert sum(line.startswith("python -m difftech_lab.training gligen") for line in card.splitlines()) == 2
+    assert "earlier releases of the base" not in card
+
+    # continued onto a fine-tuned release of the base: the folder extends the new base, the card names the old
+    release = tmp_path / "base-v2"
+    shutil.copytree(BUNDLED_MODEL, release)
+    unet_file = next((release / "unet").glob("*.safetensors"))
+    weights = load_file(unet_file)
+    name = next(k for k in weights if k.endswith("conv_in.bias"))
+    weights[name] = weights[name] + 0.01
+    save_file(weights, unet_file)
+    adapted = tmp_path / "gligen-adapted"
+    main(["gligen", *common, "--run-dir", str(adapted), "--steps", "4", "--batch", "2", f"base={release}",
+          "pool=4", f"init={out2}"])
+    out3 = tmp_path / "grounded-adapted"
+    main(["export-gligen", *common, "--run-dir", str(adapted), "--out", str(out3)])
+    meta3, old_base = json.loads((out3 / GROUNDING_FILE).read_text()), json.loads((out2 / GROUNDING_FILE).read_text())
+    assert meta3["base_identity"] != old_base["base_identity"] and (out3 / meta3["base"]).resolve() == release.resolve()
+    assert f"earlier releases of the base (weights `{old_base['base_identity']}`)" in (out3 / "README.md").read_text()
 
 
 def test_broken_grounding_folders_are_refused_naming_the_fix(tmp_path):

@@ -49,6 +49,24 @@ def test_every_free_caption_the_generator_writes_parses_back_to_what_it_names():
     assert all(300 < v for v in dropped.values()), dropped  # each attribute is left open often
 
 
+def test_free_captions_can_leave_attributes_out_at_other_rates_drawing_the_same_numbers():
+    """Training may leave some attributes out more often than the evaluation's grammar; no override is the grammar
+    itself, and a rate of 0 or 1 decides alone without changing the other decisions for that object."""
+    specs = [dataset.random_spec(np.random.default_rng(i)) for i in range(300)]
+    plain = [scenes.free_caption(s, np.random.default_rng(i)) for i, s in enumerate(specs)]
+    same = [scenes.free_caption(s, np.random.default_rng(i), {}) for i, s in enumerate(specs)]
+    assert [c[0] for c in plain] == [c[0] for c in same]
+    always = [scenes.free_caption(s, np.random.default_rng(i), {"position": 1.0}) for i, s in enumerate(specs)]
+    never = [scenes.free_caption(s, np.random.default_rng(i), {"position": 0.0}) for i, s in enumerate(specs)]
+    assert all(o.position is None for _, named, _ in always for o in named.objects)
+    assert all(o.position is not None for _, named, _ in never for o in named.objects)
+    for (_, a, _), (_, b, _) in zip(plain, always):  # the first object's other attributes are left out as before
+        assert (a.objects[0].size, a.objects[0].colour, a.objects[0].shape) == \
+            (b.objects[0].size, b.objects[0].colour, b.objects[0].shape)
+    with pytest.raises(InvalidArgumentError, match="may name size"):
+        scenes.free_caption(specs[0], np.random.default_rng(0), {"where": 0.5})
+
+
 def test_scene_key_ignores_object_order():
     a, b = O("big", "red", "circle", "left"), O("small", "blue", "star", "right")
     assert scenes.scene_key(S((a, b), "white")) == scenes.scene_key(S((b, a), "white"))

@@ -84,3 +84,24 @@ def test_a_text_tower_continued_from_release_one_starts_as_it(tmp_path):
     assert torch.equal(table[ids["grey</w>"]], table[ids["gray</w>"]])
     assert torch.equal(table[ids["large</w>"]], table[ids["big</w>"]])
     assert len(tokenizer("grey large little center middle an shape").input_ids) == 9  # one token each
+
+
+def test_free_prompts_are_broken_down_by_what_they_leave_open():
+    """On the dataset's truth every group is fully right; two objects for a one-object prompt are 'too many' and
+    count under each attribute that prompt leaves open."""
+    from difftech_lab import scenes
+    from difftech_lab.training.dataset import render
+    from difftech_lab.training.evaluate import by_open_attribute
+
+    red = scenes.ObjectSpec("big", "red", "circle", "left")
+    blue = scenes.ObjectSpec("small", "blue", "square", "right")
+    one, two = scenes.SceneSpec((red,), "black"), scenes.SceneSpec((red, blue), "black")
+    images = [render(one).image, render(two).image, render(one).image]
+    named = [scenes.SceneSpec((scenes.ObjectSpec(None, "red", "circle", None),), "black"),
+             scenes.SceneSpec((scenes.ObjectSpec("big", "red", "circle", "left"),), None),
+             one]
+    groups = by_open_attribute(images, named)
+    assert list(groups) == ["none", "background", "position", "size"]
+    assert groups["none"] == {"n": 1, "strict": 1.0, "too_many": 0.0, "too_few": 0.0}
+    assert groups["size"] == groups["position"] == {"n": 1, "strict": 1.0, "too_many": 0.0, "too_few": 0.0}
+    assert groups["background"] == {"n": 1, "strict": 0.0, "too_many": 1.0, "too_few": 0.0}
