@@ -74,7 +74,7 @@ print(guidance)
 # (pinning every step's spread to the conditional prediction's over-corrects) — the paper's advice of φ ≈ 0.7
 # holds here. Imagen's dynamic threshold assumes data in [−1, 1]; a latent is not, and clipping it to its own
 # percentile ruins the image. The mimic threshold keeps CFG 12's direction at CFG 5's spread, and its images sit
-# closest to the palette. The two-object prompt's first seeds, one row per variant:
+# as close to the palette as CFG 5's. The two-object prompt's first seeds, one row per variant:
 
 # %%
 grid([guidance.results[name][1].images[:4] for name in variants], scale=2)

@@ -92,11 +92,11 @@ for n in (1, 2):
     print(table, end="\n\n")
 
 # %% [markdown]
-# Completing the prompt is the gain (recorded run: one object 0.90 → 1.00 strict, two objects 0.74 → 1.00, every
-# image right): the model card's one remaining miss, free one-object prompts that leave the position open and get
-# *two* objects, comes from the open attributes themselves — named, the count is right. The canonical rewrite,
-# which keeps the open attributes open, changes nothing beyond a standard error: word order and spellings are not
-# what the model trips on.
+# Completing the prompt is the gain (recorded run: one object 0.95 → 1.00 strict, two objects 0.87 → 1.00, every
+# image right): what the model still misses on free prompts, mostly an extra object where a prompt leaves the
+# position open, comes from the open attributes themselves — named, the count is right. The canonical rewrite,
+# which keeps the open attributes open, changes little (within two standard errors): word order and spellings are
+# not what the model trips on.
 
 # %% [markdown]
 # ## Search: change the words until the scorer is satisfied

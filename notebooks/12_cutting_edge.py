@@ -131,8 +131,8 @@ print(table)
 
 # %% [markdown]
 # On the bundled model none of the three moves strict adherence by more than about a standard error. PAG at the
-# mid block leaves the images nearly as they were (see above); at the 8 × 8 layer it changes them visibly and
-# nudges sharpness up. SAG and PAG each cost one more network pass per step (NFE 36 against 24); FreeU costs
+# mid block leaves the images nearly as they were (see above); at the 8 × 8 layer it changes them visibly (their
+# colours move off the palette) with sharpness within a standard error. SAG and PAG each cost one more network pass per step (NFE 36 against 24); FreeU costs
 # nothing but an FFT of two skip features. These are techniques for large models' textures and structure; a
 # world of flat shapes has little of either to improve, which is itself a useful control.
 
