@@ -303,7 +303,8 @@ def write_card(out: Path, runs: Path) -> None:
         "  (`difftech_lab.layouts`, test and validation draws) are never trained on.",
         f"- Dropped for classifier-free guidance: caption and grounding together {DROP_BOTH:.0%}, the caption alone "
         f"{DROP_CAPTION:.0%}, the grounding alone {DROP_GROUNDING:.0%}.",
-        f"- Optimiser steps: {meta['steps']} (batch 32); wall time {seconds / 60:.0f} min on 2 CPU cores.",
+        f"- Optimiser steps: {meta['steps']} (batch 32); wall time {seconds / 60:.0f} min on 2 CPU cores "
+        "(some sittings shared them with another training, so an upper bound).",
         *([f"- Trained first with earlier releases of the base (weights {', '.join(f'`{b}`' for b in earlier)}), "
            f"then continued on `{meta['base_identity']}`, the release it extends."] if earlier else []),
         f"- Scheduled sampling τ (the fraction of steps grounded) by default: "
