@@ -121,7 +121,7 @@ plt.tight_layout()
 plt.show()
 print(f"{'schedule':<22}{'sampler':<10}" + "".join(f"{n:>9}" for n in counts))
 for (sc, sa), e in errors.items():
-    print(f"{sc:<22}{sa:<10}" + "".join(f"{v:>9.4f}" for v in e))
+    print(f"{sc:<22}{sa:<10}" + "".join(f"{v:>9.3g}" for v in e))  # 3 digits: the 4th varies with CPU and threads
 
 # %% [markdown]
 # Every schedule converges towards the reference; they differ in how fast and where they start. DPM++ 2M, a
