@@ -280,7 +280,11 @@ def score_batch(images, prompts) -> dict[str, float]:
     position, object (every named attribute); per image: count, background (where named), strict, lenient."""
     if len(images) != len(prompts):
         raise InvalidArgumentError(f"{len(images)} images but {len(prompts)} prompts; pass one prompt per image")
-    scores = [score(i, p) for i, p in zip(images, prompts)]
+    return batch_rates([score(i, p) for i, p in zip(images, prompts)])
+
+
+def batch_rates(scores: list[Score]) -> dict[str, float]:
+    """:func:`score_batch`'s rates from scores already made."""
     objects = [o for s in scores for o in s.objects]
     rates = {"n": len(scores)}
     rates.update({a: _rate(getattr(o, a) for o in objects) for a in ATTRIBUTES})

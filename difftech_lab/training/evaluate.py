@@ -14,7 +14,7 @@ import torch
 
 from difftech_lab import scenes
 from difftech_lab.images import grid
-from difftech_lab.metrics import score, score_batch
+from difftech_lab.metrics import batch_rates, score
 from difftech_lab.models.loading import BUNDLED_MODEL
 from difftech_lab.training import dataset
 from difftech_lab.training.model_card import write_model_card
@@ -91,11 +91,12 @@ def evaluate(folder, images: int = 200, steps: int = 20, guidance: float = DEFAU
     for name, (prompts, named, full) in prompt_sets(images, validation).items():
         seeds = list(range(seed, seed + images))
         generated = generate(pipe, prompts, seeds, steps, guidance)
-        rates = score_batch(list(generated), named)
+        scores = [score(image, spec) for image, spec in zip(generated, named)]
+        rates = batch_rates(scores)
         rates["strict_se"] = (rates["strict"] * (1 - rates["strict"]) / len(prompts)) ** 0.5
         result["rows"][name] = rates
         if "free" in name:
-            result.setdefault("open", {})[name] = by_open_attribute(list(generated), named)
+            result.setdefault("open", {})[name] = by_open_attribute(scores, named)
         result["grid"][name] = (generated[:16], np.stack([dataset.render(s).image for s in full[:16]]))
         if name == "one object":
             result["reference"] = _reference(generated, prompts, seeds, steps, guidance)
@@ -104,17 +105,14 @@ def evaluate(folder, images: int = 200, steps: int = 20, guidance: float = DEFAU
     return result
 
 
-OPEN_ATTRIBUTES = ("size", "colour", "shape", "position", "background")
-
-
-def by_open_attribute(images, named: list[scenes.SceneSpec]) -> dict[str, dict]:
+def by_open_attribute(scores, named: list[scenes.SceneSpec]) -> dict[str, dict]:
     """How free prompts fare by what they leave open: for each attribute (and ``"none"``, every attribute
     named), over the prompts that leave it open for some object, the strict rate and the rates of too many
-    objects and too few. An image counts once for each attribute its prompt leaves open."""
+    objects and too few. ``scores``: each image's score against its prompt's spec in ``named``; an image counts
+    once for each attribute its prompt leaves open."""
     groups: dict[str, list] = {}
-    for image, spec in zip(images, named):
-        s = score(image, spec)
-        open_ = [a for a in OPEN_ATTRIBUTES[:4] if any(getattr(o, a) is None for o in spec.objects)]
+    for s, spec in zip(scores, named):
+        open_ = [a for a in ("size", "colour", "shape", "position") if any(getattr(o, a) is None for o in spec.objects)]
         open_ += ["background"] if spec.background is None else []
         for key in open_ or ["none"]:
             groups.setdefault(key, []).append((s.correct, len(s.detections) - len(s.objects)))

@@ -49,7 +49,7 @@ def test_every_free_caption_the_generator_writes_parses_back_to_what_it_names():
     assert all(300 < v for v in dropped.values()), dropped  # each attribute is left open often
 
 
-def test_free_captions_can_leave_attributes_out_at_other_rates_drawing_the_same_numbers():
+def test_free_captions_can_leave_attributes_out_at_other_rates():
     """Training may leave some attributes out more often than the evaluation's grammar; no override is the grammar
     itself, and a rate of 0 or 1 decides alone without changing the other decisions for that object."""
     specs = [dataset.random_spec(np.random.default_rng(i)) for i in range(300)]

@@ -90,6 +90,7 @@ def test_free_prompts_are_broken_down_by_what_they_leave_open():
     """On the dataset's truth every group is fully right; two objects for a one-object prompt are 'too many' and
     count under each attribute that prompt leaves open."""
     from difftech_lab import scenes
+    from difftech_lab.metrics import score
     from difftech_lab.training.dataset import render
     from difftech_lab.training.evaluate import by_open_attribute
 
@@ -100,7 +101,7 @@ def test_free_prompts_are_broken_down_by_what_they_leave_open():
     named = [scenes.SceneSpec((scenes.ObjectSpec(None, "red", "circle", None),), "black"),
              scenes.SceneSpec((scenes.ObjectSpec("big", "red", "circle", "left"),), None),
              one]
-    groups = by_open_attribute(images, named)
+    groups = by_open_attribute([score(i, n) for i, n in zip(images, named)], named)
     assert list(groups) == ["none", "background", "position", "size"]
     assert groups["none"] == {"n": 1, "strict": 1.0, "too_many": 0.0, "too_few": 0.0}
     assert groups["size"] == groups["position"] == {"n": 1, "strict": 1.0, "too_many": 0.0, "too_few": 0.0}
