@@ -38,7 +38,7 @@ def test_a_gated_copy_with_shut_gates_computes_what_its_base_does(tiny_folders):
         assert not torch.equal(plain, unet(x, 10, ctx, cross_attention_kwargs={"gligen": gligen}).sample)
 
 
-@pytest.mark.slow  # three short trainings on the bundled model's UNet, their exports and a load (~40 s)
+@pytest.mark.slow  # three short trainings on the bundled model's UNet, their exports and a load (~5 s)
 def test_the_grounding_stage_trains_the_new_weights_only_and_exports_a_loadable_folder(tmp_path):
     from difftech_lab import Session
     from difftech_lab.models.loading import BUNDLED_MODEL
