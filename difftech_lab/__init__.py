@@ -7,8 +7,8 @@ to reproduce it), the typed errors, and ``%load_ext difftech_lab`` for rich disp
 from importlib import import_module
 
 from .errors import (BundledModelMissingError, CancelledError, DifftechError, InvalidArgumentError, ModelLoadError,
-                     ModelMismatchWarning, NumericalError, PromptSyntaxError, PromptSyntaxWarning, ResourceError,
-                     ShapeError, UnknownNameError, UnsafeCheckpointError)
+                     ModelMismatchWarning, NumericalError, PromptLengthWarning, PromptSyntaxError, PromptSyntaxWarning,
+                     ResourceError, ShapeError, UnknownNameError, UnsafeCheckpointError)
 
 __version__ = "0.1.0"
 
@@ -20,7 +20,8 @@ _LAZY = {
 
 __all__ = ["Session", "Result", "Recipe", "read_recipe", "load_ipython_extension", "DifftechError",
            "InvalidArgumentError", "UnknownNameError", "ShapeError", "NumericalError", "ModelLoadError",
-           "BundledModelMissingError", "UnsafeCheckpointError", "ResourceError", "ModelMismatchWarning", "PromptSyntaxError", "PromptSyntaxWarning",
+           "BundledModelMissingError", "UnsafeCheckpointError", "ResourceError", "ModelMismatchWarning", "PromptLengthWarning",
+           "PromptSyntaxError", "PromptSyntaxWarning",
            "CancelledError", "__version__"]
 
 

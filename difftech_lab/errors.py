@@ -55,9 +55,32 @@ class PromptSyntaxWarning(UserWarning):
     """Malformed prompt syntax that was read the way A1111 reads it."""
 
 
+class PromptLengthWarning(UserWarning):
+    """A prompt longer than the captions the model's text encoder was trained on: the words past them are read
+    poorly (the fix is BREAK, which encodes the prompt in parts)."""
+
+
 class CancelledError(DifftechError):
     """A run was stopped by ``Session.cancel()``. (KeyboardInterrupt is not turned into this: it passes through.)"""
 
 
 class ModelMismatchWarning(UserWarning):
     """A recipe is run on other weights than it was made with: it runs, but will not reproduce its result."""
+
+
+def warn_user(message: str, category: type[Warning]) -> None:
+    """Warn, attributed to the first caller outside this package and the wrappers it calls through (torch's
+    ``no_grad``, ``contextlib``), so the default filter shows it once per line of the user's."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 2  # stacklevel 2 is warn_user's caller
+    while frame is not None and (os.path.abspath(frame.f_code.co_filename).startswith(package)
+                                 or frame.f_globals.get("__name__", "").split(".")[0] in _WRAPPERS):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+_WRAPPERS = {"torch", "contextlib", "functools"}

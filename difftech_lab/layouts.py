@@ -31,6 +31,17 @@ class Layout:
         """The whole scene in one prompt, as a user would write it without regions."""
         return " and ".join(phrase(o) for o in self.scene.objects) + f" on a {self.scene.background} background"
 
+    def prompt_in_parts(self, parts: int = 2) -> str:
+        """The prompt with its objects in ``parts`` groups of near-equal size joined by BREAK (each part is encoded
+        on its own), the background after the last: for a scene past the captions the model was trained on,
+        each part reads like one it knows (four corners: two parts of two objects)."""
+        objects = self.scene.objects
+        if not 1 <= parts <= len(objects):
+            raise InvalidArgumentError(f"parts={parts!r}: must be from 1 to the scene's {len(objects)} objects")
+        groups = np.array_split(np.arange(len(objects)), parts)
+        return " BREAK ".join(" and ".join(phrase(objects[i]) for i in group) for group in groups) + \
+            f" on a {self.scene.background} background"
+
     def regions(self) -> list[tuple[str, tuple[float, float, float, float]]]:
         """One region per object: the object alone on the background, written as the grammar writes a
         one-object scene, over its box."""

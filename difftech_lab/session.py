@@ -52,7 +52,7 @@ class Session:
         self.progress = progress
         tokenizer_2, encoder_2 = (model.tokenizers[1], model.text_encoders[1]) if model.is_sdxl else (None, None)
         self.encoder = PromptEncoder(model.tokenizers[0], model.text_encoders[0], tokenizer_2, encoder_2,
-                                     cache_size=cache_size)
+                                     cache_size=cache_size, trained_tokens=model.trained_tokens)
         self.cancel_event = threading.Event()
         self.lock = threading.RLock()  # one run at a time: widgets run in background threads
         self.active_patches: list = []

@@ -16,7 +16,8 @@ import torch
 
 from difftech_lab.conditioning.prompt_parser import parse_prompt, parse_prompt_attention
 from difftech_lab.conditioning.types import CondTerm, Conditioning, Embedding
-from difftech_lab.errors import InvalidArgumentError, PromptSyntaxWarning, UnknownNameError
+from difftech_lab.errors import (InvalidArgumentError, PromptLengthWarning, PromptSyntaxWarning, UnknownNameError,
+                                 warn_user)
 
 __all__ = ["CacheInfo", "PromptChunk", "PromptEncoder", "apply_emphasis", "build_chunks"]
 
@@ -106,12 +107,16 @@ class PromptEncoder:
             ``clip_skip=1``).
         cache_size: how many encodings the LRU cache keeps (0 disables it).
         comma_padding_backtrack: A1111's setting of the same name; 0 disables moving words after a comma.
+        trained_tokens: the longest caption (BOS and EOS included) the text encoder was trained on, where the
+            model says (``ModelBundle.trained_tokens``); a chunk longer than that warns (``PromptLengthWarning``):
+            position embeddings past it were never trained, and the words there are read poorly.
         emphasis: ``"original"`` (mean restored), ``"no_norm"``, ``"ignore"`` (weights parsed but unused) or
             ``"none"`` (brackets and BREAK are literal text), as A1111's Emphasis setting.
     """
 
     def __init__(self, tokenizer, text_encoder, tokenizer_2=None, text_encoder_2=None, *, clip_skip: int = 1,
-                 cache_size: int = 64, comma_padding_backtrack: int = 20, emphasis: str = "original"):
+                 cache_size: int = 64, comma_padding_backtrack: int = 20, emphasis: str = "original",
+                 trained_tokens: int | None = None):
         if (tokenizer_2 is None) != (text_encoder_2 is None):
             raise InvalidArgumentError("tokenizer_2 and text_encoder_2 go together: give both (SDXL) or neither")
         if emphasis not in EMPHASIS_MODES:
@@ -122,6 +127,7 @@ class PromptEncoder:
         self.is_sdxl = len(self.pairs) == 2
         self.clip_skip = self._check_clip_skip(clip_skip)
         self.cache_size, self.comma_padding_backtrack, self.emphasis = cache_size, comma_padding_backtrack, emphasis
+        self.trained_tokens = trained_tokens
         self._cache: OrderedDict[tuple[str, int], Embedding] = OrderedDict()
         self._hits = self._misses = 0
 
@@ -165,6 +171,7 @@ class PromptEncoder:
     @torch.no_grad()
     def _encode_fragments(self, fragments: list[list], clip_skip: int) -> Embedding:
         per_pair = [build_chunks(fragments, tokenizer, self.comma_padding_backtrack) for tokenizer, _ in self.pairs]
+        self._check_length(per_pair[0], self.pairs[0][0])
         count = max(len(chunks) for chunks in per_pair)
         hidden, pooled = [], None
         for index, ((tokenizer, encoder), chunks) in enumerate(zip(self.pairs, per_pair)):
@@ -177,6 +184,18 @@ class PromptEncoder:
                     pooled = chunk_pooled
             hidden.append(torch.cat(zs, dim=1))
         return Embedding(hidden=torch.cat(hidden, dim=-1), pooled=pooled)
+
+    def _check_length(self, chunks: list[PromptChunk], tokenizer) -> None:
+        if self.trained_tokens is None:
+            return
+        room = self.trained_tokens - 2  # BOS and EOS frame each chunk
+        for chunk in chunks:
+            if len(chunk.tokens) > room:
+                past = tokenizer.decode(chunk.tokens[room:]).strip()
+                warn_user(f"a prompt part of {len(chunk.tokens) + 2} tokens is longer than the captions this model's "
+                          f"text encoder was trained on (at most {self.trained_tokens}): the words past them "
+                          f"({past!r}) are read poorly. Split the prompt with BREAK into parts of at most {room} "
+                          "tokens, each one a scene of the kind the model knows", PromptLengthWarning)
 
     def _encode_chunk(self, tokenizer, encoder, chunk: PromptChunk, clip_skip: int):
         tokens, weights = _frame(chunk, tokenizer)

@@ -84,6 +84,12 @@ class ModelBundle:
         return float(self.extras.get("defaults", {}).get("cfg", 7.0))
 
     @property
+    def trained_tokens(self) -> int | None:
+        """The longest caption its text encoder was trained on, in tokens (``difftech.json``), where the folder says."""
+        value = self.extras.get("defaults", {}).get("caption_tokens")
+        return None if value is None else int(value)
+
+    @property
     def default_size(self) -> tuple[int, int]:
         side = int(self.unet.config.sample_size) * self.vae_scale_factor
         return side, side

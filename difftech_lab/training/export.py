@@ -49,7 +49,8 @@ def main(args) -> None:
         shutil.rmtree(out)
     pipe.save_pretrained(out, safe_serialization=True)
     cfg = float(opts.get("cfg", DEFAULT_GUIDANCE))
-    (out / "difftech.json").write_text(json.dumps({"cfg": cfg, "version": MODEL_VERSION}, indent=2) + "\n")
+    (out / "difftech.json").write_text(json.dumps({"cfg": cfg, "version": MODEL_VERSION, "caption_tokens":
+                                                   train_text.longest_caption(pipe.tokenizer)}, indent=2) + "\n")
     for name, data in keep.items():
         (out / name).write_bytes(data)
     stages = tuple(opts["stages"].split(",")) if "stages" in opts else STAGES  # e.g. stages=unet2: a continuation's own

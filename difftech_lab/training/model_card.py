@@ -175,7 +175,8 @@ def _card_text(folder: Path, meta: dict, evaluation: dict | None) -> str:
         " v-prediction, min-SNR-5 weighting, 10% caption dropout, EMA 0.999 (exported).",
         "- Scheduler: `EulerDiscreteScheduler`, scaled-linear betas, trailing timestep spacing.",
         f"- `difftech.json`: the guidance scale the evaluation uses ({_meta(folder).get('cfg')}); `Session.generate`"
-        " takes it when `cfg` is not given.",
+        " takes it when `cfg` is not given. The longest training caption in tokens"
+        f" ({_meta(folder).get('caption_tokens')}, BOS and EOS included): a prompt part longer than that warns.",
         f"- Identity: version {_version(folder)}, weights hash `{weights_hash(folder)}` (recorded in every Recipe; "
         "`session.run` warns when a recipe was made with other weights).",
         "",

@@ -85,6 +85,14 @@ def encode(tokenizer: CLIPTokenizer, texts: list[str]) -> torch.Tensor:
                      return_tensors="pt").input_ids
 
 
+def longest_caption(tokenizer: CLIPTokenizer, count: int = 40_000) -> int:
+    """The longest of ``count`` training captions in tokens, BOS and EOS included: the text tower's position
+    embeddings past it never learn, which ``difftech.json`` records as ``caption_tokens`` for the prompt encoder."""
+    from difftech_lab.training import dataset
+
+    return max(len(ids) for ids in tokenizer([dataset.sample(i).caption for i in range(count)]).input_ids)
+
+
 def _from_previous(model: CLIPTextModel, tokenizer: CLIPTokenizer, folder: str) -> CLIPTextModel:
     """A previous release's text tower with its embedding table grown to this tokenizer; each new word starts as
     the word it spells (grey as gray, large as big, an as a; "shape" as the mean of the shapes)."""

@@ -101,6 +101,22 @@ def test_the_model_names_its_version_and_recommended_cfg():
     assert meta["version"] == 4 and meta["cfg"] > 1
 
 
+def test_the_model_names_the_longest_caption_it_was_trained_on(pipe):
+    from difftech_lab import layouts
+    from difftech_lab.training import train_text
+
+    trained = json.loads((BUNDLED_MODEL / "difftech.json").read_text())["caption_tokens"]
+    assert trained == train_text.longest_caption(pipe.tokenizer)  # what export writes, from the training captions
+
+    def length(text):
+        return len(pipe.tokenizer(text).input_ids)
+
+    assert max(length(l.prompt) for l in layouts.in_grammar(20)) <= trained  # three objects fit: no warning
+    corners = layouts.four_corners(20)
+    assert min(length(l.prompt) for l in corners) > trained  # four do not ...
+    assert max(length(part) for l in corners for part in l.prompt_in_parts().split(" BREAK ")) <= trained  # in parts
+
+
 def test_other_sizes_generate(pipe):
     image = pipe("a big red circle on the left on a white background", height=64, width=128, num_inference_steps=2,
                  generator=torch.Generator().manual_seed(0), output_type="np").images[0]

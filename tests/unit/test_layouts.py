@@ -57,3 +57,14 @@ def test_side_by_side_lists_each_set_with_the_nfe_range():
     assert text.splitlines()[2].split()[:2] == ["a", "10"]
     assert text.splitlines()[3].split()[:2] == ["b", "15–20"]
     assert tables["x"].rows[0].metrics["v"][0] == pytest.approx(2 / 3) and tables["x"].rows[0].n == 3
+
+
+def test_prompt_in_parts_groups_the_objects_evenly_before_one_background():
+    layout = layouts.four_corners(1)[0]
+    assert layout.prompt_in_parts(1) == layout.prompt
+    halves = layout.prompt_in_parts().split(" BREAK ")
+    assert [part.count(" and ") for part in halves] == [1, 1]  # two objects each; the background ends the last
+    assert halves[1].endswith(f"on a {layout.scene.background} background") and "background" not in halves[0]
+    assert metrics.score(draw(layout), layout.prompt_in_parts().replace(" BREAK ", " and ")).correct
+    with pytest.raises(Exception, match="parts=5"):
+        layout.prompt_in_parts(5)

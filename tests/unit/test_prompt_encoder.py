@@ -182,3 +182,21 @@ def test_single_and_term_at_weight_one_equals_plain_prompt(sd1):
     cond = encoder.conditioning("a red cat", "", steps=4)
     assert len(cond.terms) == 1 and cond.terms[0].weight == 1.0
     assert torch.equal(cond.terms[0].at(0).hidden, plain(tok, model, "a red cat").last_hidden_state)
+
+
+def test_prompt_past_the_trained_captions_warns_naming_the_words_and_the_fix(sd1):
+    import warnings
+
+    from difftech_lab.errors import PromptLengthWarning
+
+    tok, model = sd1
+    encoder = PromptEncoder(tok, model, trained_tokens=6)  # BOS + 4 words + EOS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encoder.encode("a big red cat")  # exactly the trained length
+        encoder.encode("a big red cat BREAK on a hill")  # each part within it
+        PromptEncoder(tok, model).encode("a big red cat on a hill")  # a model that says nothing: no warning
+    with pytest.warns(PromptLengthWarning, match=r"7 tokens .*at most 6\).*'hill'.*BREAK") as caught:
+        long = encoder.encode("a big red cat hill")
+    assert caught[0].filename == __file__  # attributed to the caller's line, not the package's
+    assert torch.equal(long.hidden, PromptEncoder(tok, model).encode("a big red cat hill").hidden)  # warns only
