@@ -1,6 +1,12 @@
-"""Typed errors: every one names the bad value and says how to fix it."""
+"""Typed errors: every one names the bad value and says how to fix it; the warnings, and where they point."""
 
 from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 class DifftechError(Exception):
@@ -68,19 +74,15 @@ class ModelMismatchWarning(UserWarning):
     """A recipe is run on other weights than it was made with: it runs, but will not reproduce its result."""
 
 
-def warn_user(message: str, category: type[Warning]) -> None:
-    """Warn, attributed to the first caller outside this package and the wrappers it calls through (torch's
-    ``no_grad``, ``contextlib``), so the default filter shows it once per line of the user's."""
-    import os
-    import sys
-    import warnings
+# modules a package call may pass through on its way back to the user's line (torch's no_grad and the like)
+_WRAPPERS = {"torch", "contextlib", "functools"}
 
-    package = os.path.dirname(os.path.abspath(__file__))
+
+def warn_user(message: str, category: type[Warning]) -> None:
+    """Warn, attributed to the first caller outside this package and the wrappers it calls through, so the
+    default filter shows it once per line of the user's, however deep in the package it was raised."""
     frame, level = sys._getframe(1), 2  # stacklevel 2 is warn_user's caller
-    while frame is not None and (os.path.abspath(frame.f_code.co_filename).startswith(package)
+    while frame is not None and (os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE)
                                  or frame.f_globals.get("__name__", "").split(".")[0] in _WRAPPERS):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
-
-
-_WRAPPERS = {"torch", "contextlib", "functools"}

@@ -29,12 +29,11 @@ from __future__ import annotations
 import functools
 import math
 import re
-import warnings
 from dataclasses import dataclass
 
 import lark
 
-from difftech_lab.errors import InvalidArgumentError, PromptSyntaxError, PromptSyntaxWarning
+from difftech_lab.errors import InvalidArgumentError, PromptSyntaxError, PromptSyntaxWarning, warn_user
 
 __all__ = [
     "ParsedPrompt",
@@ -56,7 +55,7 @@ class _Report:
         text = f"column {index + 1 + self.offset}: {message}"
         if self.strict:
             raise PromptSyntaxError(text)
-        warnings.warn(text, PromptSyntaxWarning, stacklevel=4)
+        warn_user(text, PromptSyntaxWarning)
 
 
 # Weights beyond ±100 are refused: z * w then stays far inside fp16 (CLIP hidden states reach a few tens,

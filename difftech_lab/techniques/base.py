@@ -7,11 +7,10 @@ That is all the Session, the Recipe and ``session.run`` need to know about it.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
-from ..errors import InvalidArgumentError, ModelMismatchWarning
+from ..errors import InvalidArgumentError, ModelMismatchWarning, warn_user
 from ..models.memory import check_memory
 from ..patches import patched
 from ..recipe import Recipe, decode_value, encode_value
@@ -83,9 +82,9 @@ def replay(session, recipe: Recipe, run: RunOptions) -> Result:
     """
     loaded = session.model.identity
     if recipe.model_hash and loaded != recipe.model_hash:
-        warnings.warn(f"this recipe was made with model {recipe.model!r} (weights {recipe.model_hash}), but the "
-                      f"session holds {session.model.name!r} (weights {loaded or 'unknown'}); the result will "
-                      "differ from the recipe's", ModelMismatchWarning, stacklevel=3)
+        warn_user(f"this recipe was made with model {recipe.model!r} (weights {recipe.model_hash}), but the "
+                  f"session holds {session.model.name!r} (weights {loaded or 'unknown'}); the result will differ "
+                  "from the recipe's", ModelMismatchWarning)
     with patched(session, *recipe.patches):
         return get_technique(recipe.technique).replay(session, recipe, run)
 

@@ -6,6 +6,7 @@ import pytest
 
 from difftech_lab import layouts, metrics
 from difftech_lab.automation import compare_calls, side_by_side
+from difftech_lab.errors import InvalidArgumentError
 from difftech_lab.scenes import BACKGROUNDS, COLOURS, POSITIONS, shape_mask
 
 
@@ -66,5 +67,5 @@ def test_prompt_in_parts_groups_the_objects_evenly_before_one_background():
     assert [part.count(" and ") for part in halves] == [1, 1]  # two objects each; the background ends the last
     assert halves[1].endswith(f"on a {layout.scene.background} background") and "background" not in halves[0]
     assert metrics.score(draw(layout), layout.prompt_in_parts().replace(" BREAK ", " and ")).correct
-    with pytest.raises(Exception, match="parts=5"):
+    with pytest.raises(InvalidArgumentError, match="parts=5"):
         layout.prompt_in_parts(5)

@@ -200,3 +200,12 @@ def test_prompt_past_the_trained_captions_warns_naming_the_words_and_the_fix(sd1
         long = encoder.encode("a big red cat hill")
     assert caught[0].filename == __file__  # attributed to the caller's line, not the package's
     assert torch.equal(long.hidden, PromptEncoder(tok, model).encode("a big red cat hill").hidden)  # warns only
+
+
+def test_a_syntax_warning_from_deep_in_the_encoder_points_at_the_callers_line(sd1):
+    from difftech_lab.errors import PromptSyntaxWarning
+
+    tok, model = sd1
+    with pytest.warns(PromptSyntaxWarning, match="never closed") as caught:
+        PromptEncoder(tok, model).encode("a (cat")
+    assert caught[0].filename == __file__
