@@ -217,14 +217,17 @@ def export(args) -> None:
 
 
 VALIDATION_TAUS = (0.3, 0.5, 0.7, 1.0)
+# layout sets whose whole prompt is past the captions the bundled model was trained on: validated with the prompt
+# in two parts, as notebook 02 writes it (whole, the background past the captions is lost at every τ)
+IN_PARTS = ("four corners",)
 
 
 def validate(args) -> None:
     """Stage ``eval-gligen``: strict adherence of a grounding folder on the validation draws of the layout sets
     (``seed=1``; the notebooks measure on ``seed=0``), per scheduled-sampling τ, with the plain prompt beside.
 
-    The τ with the highest mean over the four sets becomes the folder's default (a rule fixed before looking).
-    Writes ``validation.json`` and the card.
+    The τ with the highest mean over the four sets, each prompt as notebook 02 writes it (``IN_PARTS`` in two
+    parts), becomes the folder's default. Writes ``validation.json`` and the card.
     """
     from difftech_lab import Session, layouts
     from difftech_lab.metrics import score
@@ -238,12 +241,13 @@ def validate(args) -> None:
     t0 = time.time()
     for name, make in layouts.SETS.items():
         cases = make(args.images, seed=1)
-        row = {"plain prompt": np.mean([score(session.generate(c.prompt, seed=i, **run).images[0], c.scene).correct
-                                        for i, c in enumerate(cases)])}
+        prompts = [c.prompt_in_parts() if name in IN_PARTS else c.prompt for c in cases]
+        row = {"plain prompt": np.mean([score(session.generate(p, seed=i, **run).images[0], c.scene).correct
+                                        for i, (c, p) in enumerate(zip(cases, prompts))])}
         for tau in taus:
-            row[f"τ {tau:g}"] = np.mean([score(session.gligen(c.prompt, c.phrases(), seed=i, scheduled_sampling=tau,
+            row[f"τ {tau:g}"] = np.mean([score(session.gligen(p, c.phrases(), seed=i, scheduled_sampling=tau,
                                                               **run).images[0], c.scene).correct
-                                         for i, c in enumerate(cases)])
+                                         for i, (c, p) in enumerate(zip(cases, prompts))])
         table[name] = {k: round(float(v), 4) for k, v in row.items()}
         print(name, table[name], flush=True)
     means = {f"τ {tau:g}": float(np.mean([table[s][f"τ {tau:g}"] for s in table])) for tau in taus}
@@ -252,8 +256,9 @@ def validate(args) -> None:
     meta["defaults"] = {**meta.get("defaults", {}), "scheduled_sampling": chosen}
     (out / GROUNDING_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     (out / "validation.json").write_text(json.dumps({"scenes_per_set": args.images, "seed": 1, "settings": run,
-                                                     "strict": table, "mean": means, "chosen_tau": chosen,
-                                                     "seconds": round(time.time() - t0)}, indent=2) + "\n")
+                                                     "in_parts": list(IN_PARTS), "strict": table, "mean": means,
+                                                     "chosen_tau": chosen, "seconds": round(time.time() - t0)},
+                                                    indent=2) + "\n")
     write_card(out, Path(args.runs))
     print(f"chosen τ {chosen:g}; wrote {out / 'validation.json'}")
 
@@ -286,8 +291,10 @@ def write_card(out: Path, runs: Path) -> None:
             data = json.loads((run / "base.json").read_text())
             bases += [data.get("identity"), data.get("init", {}).get("base_identity")]
     earlier = list(dict.fromkeys(b for b in reversed(bases) if b and b != meta["base_identity"]))
-    # each sitting ends in a save, which logs the sitting's wall time
-    seconds = sum(r["time"] for run in chain for r in RunDir(run).records() if r.get("event") == "saved")
+    # each sitting ends in a save, which logs the sitting's wall time; sittings past the exported step made
+    # weights this folder does not hold
+    seconds = sum(r["time"] for run in chain for r in RunDir(run).records()
+                  if r.get("event") == "saved" and (run != chain[0] or r["step"] <= meta["steps"]))
     validation = json.loads((out / "validation.json").read_text()) if (out / "validation.json").exists() else None
     lines = [
         "# tiny-shapes-gligen: GLIGEN grounding for the bundled model",
@@ -321,8 +328,13 @@ def write_card(out: Path, runs: Path) -> None:
         lines += ["", f"## Validation (strict, {validation['scenes_per_set']} scenes per set, seed 1 draws, "
                       "12 Euler steps)", "", "| set | " + " | ".join(taus) + " |",
                   "|---|" + "---|" * len(taus)]
-        lines += [f"| {name} | " + " | ".join(f"{row[t]:.2f}" for t in taus) + " |"
-                  for name, row in validation["strict"].items()]
-        lines += ["", f"Rule, fixed before looking: the τ with the highest mean over the four sets "
+        in_parts = validation.get("in_parts", [])
+        lines += [f"| {name}{', in two parts' if name in in_parts else ''} | "
+                  + " | ".join(f"{row[t]:.2f}" for t in taus) + " |" for name, row in validation["strict"].items()]
+        lines += ["", f"Rule: the τ with the highest mean over the four sets, each prompt as notebook 02 writes it "
                       f"(chosen: {validation['chosen_tau']:g}). Test numbers: `notebooks/02_regional_prompting`."]
+        if in_parts:
+            lines += ["", f"{', '.join(in_parts)}: the prompt in two parts, as notebook 02 writes a prompt past "
+                          "the model's captions. The rule first took every prompt whole; it was "
+                          "revised after the prompt in parts had been measured, so the choice is not blind to it."]
     (out / "README.md").write_text("\n".join(lines) + "\n")

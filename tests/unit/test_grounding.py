@@ -146,3 +146,18 @@ def test_grounding_trains_half_its_batch_at_the_noisier_timesteps():
     t = layout_timesteps(1000, 4000, torch.Generator().manual_seed(0))
     assert t.min() >= 0 and t.max() < 1000
     assert (t[:2000] >= 500).all() and 0.4 < (t[2000:] >= 500).float().mean() < 0.6
+
+
+def test_the_card_counts_only_the_sittings_that_made_the_exported_weights(tmp_path):
+    from difftech_lab.training.train_gligen import write_card
+
+    run, out = tmp_path / "gligen", tmp_path / "grounded"
+    run.mkdir()
+    out.mkdir()
+    # two sittings reached the exported step; a third went on past it (weights the folder does not hold)
+    (run / "log.jsonl").write_text("".join(json.dumps({"step": s, "event": "saved", "time": t}) + "\n"
+                                           for s, t in ((100, 600.0), (200, 1200.0), (300, 3000.0))))
+    (out / GROUNDING_FILE).write_text(json.dumps({"base": "../base", "base_identity": "abc", "steps": 200,
+                                                  "run": str(run)}))
+    write_card(out, tmp_path)
+    assert "wall time 30 min" in (out / "README.md").read_text()
